@@ -1,0 +1,192 @@
+"""Filters: JSON-friendly dicts compiled into RedisVL filter expressions, checked
+against the index's fields so a typo gives a clear error instead of an empty result.
+
+Grammar (every user-supplied value is escaped; no RediSearch syntax passes through)::
+
+    {"genre": "jazz"}                      TAG equals (a list: any of)
+    {"genre": {"ne": "jazz"}}              TAG not equal
+    {"price": 10}                          NUMERIC equals
+    {"price": {"gte": 10, "lt": 20}}       NUMERIC range (gt, gte, lt, lte, eq, ne)
+    {"title": "harry potter"}              TEXT contains all these words
+    {"title": {"phrase": "the hobbit"}}    TEXT exact phrase
+    {"store": {"lon": -0.12, "lat": 51.5, "radius": 5, "unit": "km"}}   GEO radius
+    {"and": [...]}, {"or": [...]}, {"not": {...}}
+    several keys in one dict are combined with AND
+
+A :class:`redisvl.query.filter.FilterExpression` built in code is accepted as is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from redisvl.query.filter import FilterExpression, Geo, GeoRadius, Num, Tag, Text
+from redisvl.utils.token_escaper import TokenEscaper
+
+from redrec.exceptions import InvalidInput, NotFoundError
+from redrec.store.schema import IndexSpec
+
+__all__ = ["Filter", "compile_filter", "escape_text_words"]
+
+Filter = Mapping[str, Any] | FilterExpression | None
+
+_ESCAPER = TokenEscaper()
+_NUM_OPS = {"gt", "gte", "lt", "lte", "eq", "ne"}
+_GEO_UNITS = {"m", "km", "mi", "ft"}
+
+
+def compile_filter(spec: IndexSpec, value: Filter) -> FilterExpression | None:
+    """Compile a filter for an index; ``None`` or ``{}`` means no filter."""
+    if value is None:
+        return None
+    if isinstance(value, FilterExpression):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"a filter must be a JSON object, got {type(value).__name__}")
+    if not value:
+        return None
+    return _compile_mapping(spec, value)
+
+
+def _compile_mapping(spec: IndexSpec, value: Mapping[str, Any]) -> FilterExpression:
+    parts: list[FilterExpression] = []
+    for key, arg in value.items():
+        if key == "and":
+            parts.append(_combine(spec, arg, "and"))
+        elif key == "or":
+            parts.append(_combine(spec, arg, "or"))
+        elif key == "not":
+            if not isinstance(arg, Mapping) or not arg:
+                raise InvalidInput("'not' takes one non-empty filter object")
+            # RedisVL has no negation operator: wrap the (already escaped) clause.
+            parts.append(FilterExpression(f"(-({_compile_mapping(spec, arg)}))"))
+        else:
+            parts.append(_field_clause(spec, key, arg))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out & part
+    return out
+
+
+def _combine(spec: IndexSpec, items: Any, how: str) -> FilterExpression:
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f"'{how}' takes a non-empty list of filter objects")
+    exprs = []
+    for item in items:
+        if not isinstance(item, Mapping) or not item:
+            raise InvalidInput(f"every entry of '{how}' must be a non-empty filter object")
+        exprs.append(_compile_mapping(spec, item))
+    out = exprs[0]
+    for expr in exprs[1:]:
+        out = (out & expr) if how == "and" else (out | expr)
+    return out
+
+
+def _field_clause(spec: IndexSpec, name: str, arg: Any) -> FilterExpression:
+    try:
+        field = spec.field(name)
+    except NotFoundError as exc:
+        raise InvalidInput(str(exc)) from None
+    if field.type == "tag":
+        return _tag(name, arg)
+    if field.type == "numeric":
+        return _numeric(name, arg)
+    if field.type == "text":
+        return _text(name, arg)
+    if field.type == "geo":
+        return _geo(name, arg)
+    raise InvalidInput(f"field {name!r} is a {field.type} field and cannot be filtered on")
+
+
+def _tag_values(name: str, arg: Any) -> list[str]:
+    values = arg if isinstance(arg, list | tuple) else [arg]
+    if not values:
+        raise InvalidInput(f"filter on {name!r}: an empty list matches nothing")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise InvalidInput(f"filter on tag {name!r}: values must be strings, got {v!r}")
+        s = str(v)
+        if not s:
+            raise InvalidInput(f"filter on tag {name!r}: empty value")
+        out.append(s)
+    return out
+
+
+def _tag(name: str, arg: Any) -> FilterExpression:
+    if isinstance(arg, Mapping):
+        if set(arg) == {"ne"}:
+            return Tag(name) != _tag_values(name, arg["ne"])
+        if set(arg) == {"eq"}:
+            return Tag(name) == _tag_values(name, arg["eq"])
+        raise InvalidInput(f"filter on tag {name!r}: use a value, a list, or {{'ne': value}}")
+    return Tag(name) == _tag_values(name, arg)
+
+
+def _number(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise InvalidInput(f"filter on numeric {name!r}: {v!r} is not a number")
+    if not math.isfinite(v):
+        raise InvalidInput(f"filter on numeric {name!r}: {v!r} is not finite")
+    return v
+
+
+def _numeric(name: str, arg: Any) -> FilterExpression:
+    if not isinstance(arg, Mapping):
+        return Num(name) == _number(name, arg)
+    unknown = set(arg) - _NUM_OPS
+    if unknown or not arg:
+        raise InvalidInput(
+            f"filter on numeric {name!r}: unknown operator(s) {sorted(unknown)}; "
+            f"use {sorted(_NUM_OPS)}"
+        )
+    ops = {
+        "gt": lambda v: Num(name) > v,
+        "gte": lambda v: Num(name) >= v,
+        "lt": lambda v: Num(name) < v,
+        "lte": lambda v: Num(name) <= v,
+        "eq": lambda v: Num(name) == v,
+        "ne": lambda v: Num(name) != v,
+    }
+    exprs = [ops[op](_number(name, v)) for op, v in arg.items()]
+    out = exprs[0]
+    for expr in exprs[1:]:
+        out = out & expr
+    return out
+
+
+def escape_text_words(text: str) -> str:
+    """Escape each word so it is matched literally; the words are ANDed by RediSearch."""
+    words = [w for w in text.split() if w]
+    return " ".join(_ESCAPER.escape(w) for w in words)
+
+
+def _text(name: str, arg: Any) -> FilterExpression:
+    if isinstance(arg, Mapping):
+        if set(arg) == {"phrase"} and isinstance(arg["phrase"], str) and arg["phrase"].strip():
+            return Text(name) == arg["phrase"]
+        raise InvalidInput(f"filter on text {name!r}: use a string or {{'phrase': string}}")
+    if not isinstance(arg, str) or not arg.strip():
+        raise InvalidInput(f"filter on text {name!r}: needs a non-empty string")
+    # `%` interpolates raw, so every word is escaped first.
+    return Text(name) % escape_text_words(arg)
+
+
+def _geo(name: str, arg: Any) -> FilterExpression:
+    if not isinstance(arg, Mapping) or not {"lon", "lat", "radius"} <= set(arg):
+        raise InvalidInput(
+            f"filter on geo {name!r}: needs {{'lon': .., 'lat': .., 'radius': .., 'unit': 'km'}}"
+        )
+    lon = _number(name, arg["lon"])
+    lat = _number(name, arg["lat"])
+    radius = _number(name, arg["radius"])
+    unit = arg.get("unit", "km")
+    if not -180 <= lon <= 180 or not -85.05112878 <= lat <= 85.05112878:
+        raise InvalidInput(f"filter on geo {name!r}: lon/lat out of range ({lon}, {lat})")
+    if radius <= 0:
+        raise InvalidInput(f"filter on geo {name!r}: radius must be positive")
+    if unit not in _GEO_UNITS:
+        raise InvalidInput(f"filter on geo {name!r}: unit must be one of {sorted(_GEO_UNITS)}")
+    return Geo(name) == GeoRadius(lon, lat, radius, unit)

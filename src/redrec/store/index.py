@@ -1,0 +1,413 @@
+"""One search index and its documents: create, describe, drop, upsert, delete, get, and
+vector queries (KNN and range) with pre-filters, paging and exclusions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+import redis.exceptions as rex
+from redisvl.index import SearchIndex
+from tqdm import tqdm
+
+from redrec.exceptions import InvalidInput, NotFoundError, RedrecError, SchemaError
+from redrec.store._errors import translate, translate_errors
+from redrec.store.documents import check_id, to_hash, to_json
+from redrec.store.filters import Filter, compile_filter
+from redrec.store.keys import doc_id, doc_key
+from redrec.store.query import DISTANCE, SearchArgs, knn_args, range_args
+from redrec.store.schema import IndexSpec
+from redrec.store.vectors import as_vector, from_bytes, to_bytes
+
+__all__ = ["Hit", "VectorIndex"]
+
+MAX_K = 10_000  # RediSearch's default MAXSEARCHRESULTS
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the document id (without prefix), its distance, its fields."""
+
+    id: str
+    distance: float
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorIndex:
+    """An index over HASH or JSON documents under one key prefix."""
+
+    def __init__(self, client: redis.Redis, spec: IndexSpec, *, ef_runtime: int | None = None):
+        self.client = client
+        self.spec = spec
+        self.ef_runtime = ef_runtime
+        self._cluster = isinstance(client, redis.RedisCluster)
+
+    def __repr__(self) -> str:
+        return f"VectorIndex({self.name!r}, storage={self.spec.storage}, prefix={self.prefix!r})"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def prefix(self) -> str:
+        return self.spec.prefix
+
+    def key(self, item_id: str) -> str:
+        return doc_key(self.prefix, item_id)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        try:
+            self.client.execute_command("FT.INFO", self.name)
+        except rex.ResponseError as exc:
+            if isinstance(translate(exc, index=self.name), NotFoundError):
+                return False
+            raise translate(exc, index=self.name) from exc
+        except rex.RedisError as exc:
+            raise translate(exc, index=self.name) from exc
+        return True
+
+    def create(self, *, overwrite: bool = False) -> VectorIndex:
+        """Create the index; with ``overwrite`` an existing one is replaced (documents kept)."""
+        if self.exists():
+            if not overwrite:
+                raise SchemaError(f"index {self.name!r} already exists")
+            self.drop(delete_documents=False)
+        index = SearchIndex(self.spec.schema, redis_client=self.client)
+        try:
+            index.create(overwrite=False)
+        except Exception as exc:  # RedisVL wraps every failure in RedisSearchError
+            cause = exc.__cause__
+            if isinstance(cause, rex.RedisError):
+                raise translate(cause, index=self.name) from exc
+            raise SchemaError(f"cannot create index {self.name!r}: {exc}") from exc
+        return self
+
+    def drop(self, *, delete_documents: bool = False) -> None:
+        args = ["FT.DROPINDEX", self.name] + (["DD"] if delete_documents else [])
+        with translate_errors(self.name):
+            self.client.execute_command(*args)
+
+    def describe(self) -> dict[str, Any]:
+        """FT.INFO as a plain dict (strings and numbers), plus the definition we hold."""
+        with translate_errors(self.name):
+            raw = self.client.execute_command("FT.INFO", self.name)
+        info = _pairs(raw)
+        return {
+            "name": self.name,
+            "storage": self.spec.storage,
+            "prefix": self.prefix,
+            "num_docs": int(float(info.get("num_docs", 0))),
+            "percent_indexed": float(info.get("percent_indexed", 1)),
+            "indexing": bool(int(float(info.get("indexing", 0)))),
+            "hash_indexing_failures": int(float(info.get("hash_indexing_failures", 0))),
+            "vector_index_sz_mb": float(info.get("vector_index_sz_mb", 0)),
+            "attributes": info.get("attributes", []),
+            "definition": self.spec.to_dict(),
+        }
+
+    def count(self) -> int:
+        return int(self.describe()["num_docs"])
+
+    def wait_until_indexed(self, timeout: float = 60.0) -> None:
+        """Wait for the background scan that follows creating an index over existing data."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.describe()
+            if not info["indexing"] and info["percent_indexed"] >= 1.0:
+                return
+            if time.monotonic() > deadline:
+                raise RedrecError(f"index {self.name!r} still indexing after {timeout:.0f}s")
+            time.sleep(0.05)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def prepare(self, docs: Iterable[Mapping[str, Any]], id_field: str = "id") -> list[tuple[str, Any]]:
+        """Check and convert every document; raises before anything is written."""
+        out: list[tuple[str, Any]] = []
+        seen: set[str] = set()
+        for n, doc in enumerate(docs):
+            if not isinstance(doc, Mapping):
+                raise InvalidInput(f"document #{n} is not an object")
+            if id_field not in doc:
+                raise InvalidInput(f"document #{n} has no id field {id_field!r}")
+            item_id = check_id(doc[id_field])
+            if item_id in seen:
+                raise InvalidInput(f"document id {item_id!r} appears twice in one upsert")
+            seen.add(item_id)
+            body = to_json(self.spec, doc, item_id) if self.spec.storage == "json" else to_hash(
+                self.spec, doc, item_id
+            )
+            out.append((item_id, body))
+        return out
+
+    def upsert(
+        self,
+        docs: Iterable[Mapping[str, Any]],
+        *,
+        id_field: str = "id",
+        batch_size: int = 500,
+        progress: bool = False,
+    ) -> int:
+        """Insert or replace documents. All are checked first; each batch is one
+        MULTI/EXEC, so a failure leaves no document half-written."""
+        prepared = self.prepare(docs, id_field)
+        self.write_prepared(prepared, batch_size=batch_size, progress=progress)
+        return len(prepared)
+
+    def write_prepared(
+        self, prepared: Sequence[tuple[str, Any]], *, batch_size: int = 500, progress: bool = False
+    ) -> None:
+        bar = tqdm(total=len(prepared), desc=f"upsert {self.name}", unit="doc",
+                   disable=not progress, file=None)
+        json_storage = self.spec.storage == "json"
+        try:
+            for start in range(0, len(prepared), batch_size):
+                batch = prepared[start:start + batch_size]
+                pipe = self.client.pipeline(transaction=not self._cluster)
+                for item_id, body in batch:
+                    key = self.key(item_id)
+                    # Replace the whole document: stale fields of an old version vanish.
+                    pipe.delete(key)
+                    if json_storage:
+                        pipe.execute_command("JSON.SET", key, "$", body)
+                    else:
+                        pipe.hset(key, mapping=body)
+                with translate_errors(self.name):
+                    results = pipe.execute(raise_on_error=True)
+                errors = [r for r in results if isinstance(r, Exception)]
+                if errors:
+                    raise RedrecError(f"upsert into {self.name!r} failed: {errors[0]}")
+                bar.update(len(batch))
+        finally:
+            bar.close()
+
+    def delete(self, ids: Iterable[str]) -> int:
+        keys = [self.key(check_id(i)) for i in ids]
+        if not keys:
+            return 0
+        with translate_errors(self.name):
+            return int(self.client.delete(*keys))
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        """The stored document (vectors as numpy arrays for HASH, lists for JSON)."""
+        return self.get_many([item_id])[0]
+
+    def get_many(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        keys = [self.key(check_id(i)) for i in ids]
+        if not keys:
+            return []
+        with translate_errors(self.name):
+            if self.spec.storage == "json":
+                raw = self.client.execute_command("JSON.MGET", *keys, "$")
+                return [json.loads(r)[0] if r else None for r in raw]
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            rows = pipe.execute()
+        return [self._decode_hash(row) if row else None for row in rows]
+
+    def get_vector(self, item_id: str, field: str | None = None) -> np.ndarray | None:
+        """One document's vector (the first one for a multi-vector field)."""
+        vf = self.spec.vector_field(field)
+        key = self.key(check_id(item_id))
+        with translate_errors(self.name):
+            if self.spec.storage == "json":
+                path = (vf.path or f"$.{vf.name}").removesuffix("[*]")
+                raw = self.client.execute_command("JSON.GET", key, path)
+                if raw is None:
+                    return None
+                value = json.loads(raw)
+                value = value[0] if value else None
+                if value and vf.multi:
+                    value = value[0]
+                return None if value is None else np.asarray(value, dtype=np.float32)
+            blob = self.client.hget(key, vf.name)
+        return None if blob is None else from_bytes(blob, vf.datatype)
+
+    def exists_many(self, ids: Sequence[str]) -> list[bool]:
+        pipe = self.client.pipeline(transaction=False)
+        for i in ids:
+            pipe.exists(self.key(check_id(i)))
+        with translate_errors(self.name):
+            return [bool(x) for x in pipe.execute()]
+
+    def _decode_hash(self, row: Mapping[bytes, bytes]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in row.items():
+            name = k.decode()
+            vf = self.spec.vectors.get(name)
+            out[name] = from_bytes(v, vf.datatype) if vf else _decode_value(self.spec, name, v)
+        return out
+
+    # -- vector queries --------------------------------------------------------------
+
+    def _blob(self, vector: Any, field: str | None) -> tuple[str, bytes]:
+        vf = self.spec.vector_field(field)
+        return vf.name, to_bytes(as_vector(vector, vf.dims, vf.datatype, what="query vector"))
+
+    def _return_fields(self, return_fields: Sequence[str] | None) -> list[str]:
+        if return_fields is None:
+            return [n for n, f in self.spec.fields.items() if f.type != "vector"]
+        return list(return_fields)
+
+    def knn(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        field: str | None = None,
+        filters: Filter = None,
+        return_fields: Sequence[str] | None = None,
+        offset: int = 0,
+        exclude: Collection[str] = (),
+        ef_runtime: int | None = None,
+    ) -> list[Hit]:
+        """The ``k`` nearest documents (after skipping ``offset``), nearest first.
+
+        ``exclude`` ids never appear and never make the list short: the query asks for
+        ``offset + k + len(exclude)`` neighbours, which is exact since each excluded id
+        can take at most one place. ``filters`` run inside Redis as a pre-filter.
+        """
+        _check_page(k, offset)
+        name, blob = self._blob(vector, field)
+        fetch = offset + k + len(exclude)
+        if fetch > MAX_K:
+            raise InvalidInput(f"offset + k + exclusions must be <= {MAX_K}, got {fetch}")
+        expr = compile_filter(self.spec, filters)
+        vf = self.spec.vectors[name]
+        ef = ef_runtime if ef_runtime is not None else self.ef_runtime
+        if ef is not None and vf.algorithm != "hnsw":
+            ef = None  # EF_RUNTIME only exists for HNSW
+        if ef is not None and (not isinstance(ef, int) or ef < 1):
+            raise InvalidInput(f"ef_runtime must be a positive integer, got {ef!r}")
+        args = knn_args(
+            name, blob, fetch,
+            filter_str=str(expr) if expr is not None else None,
+            return_fields=self._return_fields(return_fields),
+            offset=0, num=fetch, ef_runtime=max(ef, fetch) if ef else None,
+        )
+        hits = self._search(args)
+        return _cut(hits, exclude, offset, k)
+
+    def range(
+        self,
+        vector: Any,
+        radius: float,
+        *,
+        field: str | None = None,
+        filters: Filter = None,
+        return_fields: Sequence[str] | None = None,
+        offset: int = 0,
+        limit: int = 10,
+        exclude: Collection[str] = (),
+        epsilon: float | None = None,
+    ) -> list[Hit]:
+        """Documents within ``radius`` (in the index's distance), nearest first, paged."""
+        _check_page(limit, offset)
+        if isinstance(radius, bool) or not isinstance(radius, int | float) or not np.isfinite(radius) or radius < 0:
+            raise InvalidInput(f"radius must be a non-negative number, got {radius!r}")
+        name, blob = self._blob(vector, field)
+        fetch = offset + limit + len(exclude)
+        if fetch > MAX_K:
+            raise InvalidInput(f"offset + limit + exclusions must be <= {MAX_K}, got {fetch}")
+        expr = compile_filter(self.spec, filters)
+        args = range_args(
+            name, blob, float(radius),
+            filter_str=str(expr) if expr is not None else None,
+            return_fields=self._return_fields(return_fields),
+            offset=0, num=fetch, epsilon=epsilon,
+        )
+        return _cut(self._search(args), exclude, offset, limit)
+
+    def _search(self, args: SearchArgs) -> list[Hit]:
+        with translate_errors(self.name):
+            reply = self.client.execute_command(*args.command(self.name))
+        return self._parse(reply)
+
+    def _parse(self, reply: Any) -> list[Hit]:
+        if isinstance(reply, dict):  # RESP3 (redis-py 8's default protocol)
+            rows = [
+                (r[b"id"], r.get(b"extra_attributes") or {}) for r in reply.get(b"results", [])
+            ]
+        else:  # RESP2: [total, key, [field, value, ...], key, [...], ...]
+            rows = []
+            for i in range(1, len(reply), 2):
+                values = reply[i + 1] if i + 1 < len(reply) else []
+                rows.append((reply[i], dict(zip(values[::2], values[1::2], strict=True))))
+        hits: list[Hit] = []
+        for key, attrs in rows:
+            fields: dict[str, Any] = {}
+            distance = float("nan")
+            for raw_name, value in attrs.items():
+                fname = raw_name.decode()
+                if fname == DISTANCE:
+                    distance = float(value)
+                else:
+                    fields[fname] = self._decode_field(fname, value)
+            hits.append(Hit(doc_id(self.prefix, key.decode()), distance, fields))
+        return hits
+
+    def _decode_field(self, name: str, value: bytes) -> Any:
+        vf = self.spec.vectors.get(name)
+        if vf is not None and self.spec.storage == "hash":
+            return from_bytes(value, vf.datatype)
+        return _decode_value(self.spec, name, value)
+
+
+def _decode_value(spec: IndexSpec, name: str, value: bytes) -> Any:
+    try:
+        text = value.decode()
+    except UnicodeDecodeError:
+        return value
+    f = spec.fields.get(name)
+    if f is not None and f.type == "numeric":
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if spec.storage == "json" and text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _check_page(k: int, offset: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidInput(f"k/limit must be a positive integer, got {k!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInput(f"offset must be a non-negative integer, got {offset!r}")
+
+
+def _cut(hits: list[Hit], exclude: Collection[str], offset: int, k: int) -> list[Hit]:
+    if exclude:
+        excluded = exclude if isinstance(exclude, set | frozenset) else set(exclude)
+        hits = [h for h in hits if h.id not in excluded]
+    return hits[offset:offset + k]
+
+
+def _pairs(raw: Any) -> dict[str, Any]:
+    """FT.INFO's flat [key, value, ...] reply as a dict, decoding bytes recursively."""
+    def dec(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return v.decode(errors="replace")
+        if isinstance(v, list):
+            return [dec(x) for x in v]
+        if isinstance(v, dict):
+            return {dec(k): dec(x) for k, x in v.items()}
+        return v
+    if isinstance(raw, dict):  # redis-py parses FT.INFO into a dict already
+        return {dec(k): dec(v) for k, v in raw.items()}
+    items = dec(raw)
+    return {items[i]: items[i + 1] for i in range(0, len(items) - 1, 2)}
