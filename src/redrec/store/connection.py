@@ -50,23 +50,24 @@ def connect_url(url: str, *, connect_timeout: float = 10.0, socket_timeout: floa
 def check_capabilities(client: redis.Redis) -> None:
     """Raise StoreUnavailable naming what is missing: the Query Engine and/or JSON.
 
-    ``COMMAND INFO`` answers for built-in (Redis 8) and module (Redis Stack) commands
-    alike, so the check works on both.
+    Each capability is probed with a harmless read (``FT._LIST``; ``JSON.TYPE`` of a key
+    that does not exist), which works alike for built-in (Redis 8) and module (Redis
+    Stack) commands.
     """
-    try:
-        info = client.execute_command("COMMAND", "INFO", "FT.SEARCH", "JSON.SET")
-    except rex.RedisError as exc:
-        raise translate(exc) from exc
-    # redis-py parses the reply into {command name: details} for the known commands.
-    if isinstance(info, dict):
-        known = {(k.decode() if isinstance(k, bytes) else str(k)).lower() for k in info}
-    else:
-        known = {name for name, row in zip(("ft.search", "json.set"), info or []) if row}
     missing = []
-    if "ft.search" not in known:
-        missing.append("search (RediSearch / the Redis Query Engine)")
-    if "json.set" not in known:
-        missing.append("JSON (RedisJSON)")
+    for probe, what in (
+        (("FT._LIST",), "search (RediSearch / the Redis Query Engine)"),
+        (("JSON.TYPE", "__redrec_probe__"), "JSON (RedisJSON)"),
+    ):
+        try:
+            client.execute_command(*probe)
+        except rex.ResponseError as exc:
+            if "unknown command" in str(exc).lower():
+                missing.append(what)
+            else:
+                raise translate(exc) from exc
+        except rex.RedisError as exc:
+            raise translate(exc) from exc
     if missing:
         raise StoreUnavailable(
             "this Redis server lacks " + " and ".join(missing)

@@ -196,6 +196,10 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
         fields.append(field)
     if not fields:
         raise SchemaError("an index needs at least one field")
+    if str(index.get("storage_type", "hash")).lower() == "hash" and any(
+        str(f.get("path") or "").endswith("[*]") for f in fields
+    ):
+        raise SchemaError("multi-vector fields ($.path[*]) need storage_type json")
     return {**data, "index": index, "fields": fields}
 
 

@@ -1,0 +1,1 @@
+"""Readers for interaction logs and catalogues (RecBole atomic files, plain text, books)."""

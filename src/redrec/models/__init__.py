@@ -1,0 +1,1 @@
+"""Learned models: item factors (matrix factorisation) and the user tower."""

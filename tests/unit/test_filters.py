@@ -1,0 +1,103 @@
+import pytest
+from redisvl.query.filter import Tag
+
+from redrec.exceptions import InvalidInput
+from redrec.store.filters import compile_filter, escape_text_words
+from redrec.store.schema import IndexSpec
+
+SPEC = IndexSpec.from_dict({
+    "index": {"name": "f", "prefix": "f"},
+    "fields": [
+        {"name": "genre", "type": "tag"},
+        {"name": "price", "type": "numeric"},
+        {"name": "title", "type": "text"},
+        {"name": "store", "type": "geo"},
+        {"name": "vec", "type": "vector", "attrs": {"dims": 2, "algorithm": "flat"}},
+    ],
+})
+
+
+def render(value):
+    expr = compile_filter(SPEC, value)
+    return None if expr is None else str(expr)
+
+
+def test_empty_filters_mean_no_filter():
+    assert render(None) is None
+    assert render({}) is None
+
+
+def test_tag_equal_and_any_of():
+    assert render({"genre": "jazz"}) == "@genre:{jazz}"
+    assert render({"genre": ["jazz", "soul"]}) == "@genre:{jazz|soul}"
+    assert render({"genre": {"ne": "jazz"}}) == "(-@genre:{jazz})"
+
+
+def test_numeric_ranges():
+    assert render({"price": 5}) == "@price:[5 5]"
+    assert render({"price": {"gte": 10, "lt": 20}}) == "(@price:[10 +inf] @price:[-inf (20])"
+
+
+def test_text_words_and_phrase():
+    assert render({"title": "harry potter"}) == "@title:(harry potter)"
+    assert render({"title": {"phrase": "the hobbit"}}) == '@title:("the hobbit")'
+
+
+def test_geo_radius():
+    assert render({"store": {"lon": 2.35, "lat": 48.85, "radius": 3}}) == "@store:[2.35 48.85 3 km]"
+
+
+def test_boolean_combinators():
+    out = render({"or": [{"genre": "a"}, {"and": [{"price": 1}, {"not": {"genre": "b"}}]}]})
+    assert out == "(@genre:{a} | (@price:[1 1] (-(@genre:{b}))))"
+
+
+def test_several_keys_are_anded():
+    assert render({"genre": "a", "price": {"lte": 3}}) == "(@genre:{a} @price:[-inf 3])"
+
+
+@pytest.mark.parametrize("evil", [
+    "jazz} | @price:[0 inf]",
+    "a\\",
+    "x) @genre:{y",
+    '"; FT.DROPINDEX f',
+])
+def test_tag_values_cannot_inject_syntax(evil):
+    out = render({"genre": evil})
+    assert out.startswith("@genre:{") and out.endswith("}")
+    inner = out[len("@genre:{"):-1]
+    # every special character is escaped, so the clause cannot be closed early
+    for i, ch in enumerate(inner):
+        if ch in "{}|@[]()\" ;:" and (i == 0 or inner[i - 1] != "\\"):
+            pytest.fail(f"unescaped {ch!r} in {out!r}")
+
+
+def test_text_words_cannot_inject_syntax():
+    assert escape_text_words("hello) @genre:{x") == "hello\\) \\@genre\\:\\{x"
+    assert render({"title": "a) | (@price:[0 1]"}).count("\\)") == 1
+
+
+def test_filter_expression_objects_pass_through():
+    assert render(Tag("genre") == "x") == "@genre:{x}"
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"nope": 1}, "no field 'nope'"),
+    ({"vec": 1}, "cannot be filtered"),
+    ({"price": "cheap"}, "not a number"),
+    ({"price": {"between": [1, 2]}}, "unknown operator"),
+    ({"price": float("nan")}, "not finite"),
+    ({"genre": []}, "empty list"),
+    ({"genre": {"x": 1}}, "use a value"),
+    ({"title": ""}, "non-empty"),
+    ({"store": {"lon": 1}}, "needs"),
+    ({"store": {"lon": 500, "lat": 0, "radius": 1}}, "out of range"),
+    ({"store": {"lon": 1, "lat": 0, "radius": 1, "unit": "parsec"}}, "unit"),
+    ({"or": []}, "non-empty list"),
+    ({"or": [1]}, "non-empty filter object"),
+    ({"not": []}, "'not' takes"),
+    ("genre=jazz", "JSON object"),
+])
+def test_malformed_filters_are_invalid_input(bad, match):
+    with pytest.raises(InvalidInput, match=match):
+        compile_filter(SPEC, bad)
