@@ -181,6 +181,14 @@ def index_drop(name: str, delete_documents: bool) -> None:
     click.echo(f"dropped index {name}", err=True)
 
 
+@main.command("demo")
+def demo() -> None:
+    """The main job: embedded Redis, the books sample, recommendations and search."""
+    from redrec.demo import run_demo
+
+    run_demo(settings())
+
+
 def _register_optional() -> None:
     """Attach command groups whose modules exist (each is an optional part)."""
     import importlib

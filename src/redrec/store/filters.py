@@ -28,7 +28,7 @@ from redisvl.utils.token_escaper import TokenEscaper
 from redrec.exceptions import InvalidInput, NotFoundError
 from redrec.store.schema import IndexSpec
 
-__all__ = ["Filter", "compile_filter", "escape_text_words"]
+__all__ = ["Filter", "compile_filter", "escape_text_words", "parse_cli_filters"]
 
 Filter = Mapping[str, Any] | FilterExpression | None
 
@@ -190,3 +190,66 @@ def _geo(name: str, arg: Any) -> FilterExpression:
     if unit not in _GEO_UNITS:
         raise InvalidInput(f"filter on geo {name!r}: unit must be one of {sorted(_GEO_UNITS)}")
     return Geo(name) == GeoRadius(lon, lat, radius, unit)
+
+
+_CLI_OPS = (">=", "<=", "!=", "=", ">", "<", "~")
+_CLI_NUM = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
+
+
+def parse_cli_filters(spec: IndexSpec, exprs: list[str]) -> dict[str, Any] | None:
+    """``["author=Stephen King", "year_published>=1990", "title~dark tower",
+    "store@2.35,48.85,5km"]`` -> a filter dict (ANDed). Values are typed by the index's
+    fields, so ``price=10`` is numeric and ``genre=10`` a tag."""
+    clauses: list[dict[str, Any]] = []
+    for expr in exprs:
+        if "@" in expr and not any(op in expr.split("@", 1)[0] for op in _CLI_OPS):
+            name, _, where = expr.partition("@")
+            clauses.append({name.strip(): _cli_geo(name.strip(), where)})
+            continue
+        for op in _CLI_OPS:
+            name, sep, value = expr.partition(op)
+            if sep and name.strip():
+                break
+        else:
+            raise InvalidInput(
+                f"cannot read filter {expr!r}: use field=value, field!=value, field>=n, "
+                "field<n, field~words or field@lon,lat,radius[km|m|mi]"
+            )
+        name, value = name.strip(), value.strip()
+        try:
+            ftype = spec.field(name).type
+        except NotFoundError as exc:
+            raise InvalidInput(str(exc)) from None
+        if op in _CLI_NUM or (ftype == "numeric" and op in ("=", "!=")):
+            try:
+                number = float(value)
+            except ValueError:
+                raise InvalidInput(f"filter {expr!r}: {value!r} is not a number") from None
+            key = _CLI_NUM.get(op, "eq" if op == "=" else "ne")
+            clauses.append({name: {key: number}})
+        elif op == "~":
+            clauses.append({name: value})
+        elif op == "=":
+            clauses.append({name: value.split("|") if "|" in value else value})
+        else:
+            clauses.append({name: {"ne": value}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"and": clauses}
+
+
+def _cli_geo(name: str, where: str) -> dict[str, Any]:
+    parts = [p.strip() for p in where.split(",")]
+    if len(parts) != 3:
+        raise InvalidInput(f"geo filter on {name!r}: use {name}@lon,lat,radius[km|m|mi|ft]")
+    radius = parts[2]
+    unit = "km"
+    for u in ("km", "mi", "ft", "m"):
+        if radius.endswith(u):
+            radius, unit = radius[: -len(u)], u
+            break
+    try:
+        return {"lon": float(parts[0]), "lat": float(parts[1]), "radius": float(radius),
+                "unit": unit}
+    except ValueError:
+        raise InvalidInput(f"geo filter on {name!r}: {where!r} is not lon,lat,radius") from None

@@ -234,6 +234,12 @@ class VectorIndex:
             blob = self.client.hget(key, vf.name)
         return None if blob is None else from_bytes(blob, vf.datatype)
 
+    def scan_ids(self) -> list[str]:
+        """Ids of every document under the prefix (SCAN; indexed or not)."""
+        with translate_errors(self.name):
+            keys = list(self.client.scan_iter(match=f"{self.prefix}*", count=1000))
+        return [doc_id(self.prefix, k.decode() if isinstance(k, bytes) else k) for k in keys]
+
     def exists_many(self, ids: Sequence[str]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
         for i in ids:

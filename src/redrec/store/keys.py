@@ -7,7 +7,7 @@ MULTI/EXEC or Lua script over them runs on a Redis Cluster unchanged.
 
 from __future__ import annotations
 
-__all__ = ["doc_id", "doc_key", "normalise_prefix", "user_key"]
+__all__ = ["doc_id", "doc_key", "meta_key", "normalise_prefix", "user_key"]
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -29,3 +29,8 @@ def doc_id(prefix: str, key: str) -> str:
 def user_key(namespace: str, user_id: str, part: str) -> str:
     """``<namespace>:user:{<user_id>}:<part>``: all of a user's keys share one slot."""
     return f"{namespace}:user:{{{user_id}}}:{part}"
+
+
+def meta_key(kind: str, name: str, namespace: str = "redrec") -> str:
+    """Where redrec keeps small JSON records about itself (catalog mappings, models)."""
+    return f"{namespace}:meta:{kind}:{name}"

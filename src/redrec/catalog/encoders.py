@@ -1,0 +1,39 @@
+"""Encoders by name, loaded once per process (loading a model takes a second or more)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["Encoder", "get_encoder"]
+
+
+class Encoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, items: Any, *, progress: bool = False) -> np.ndarray: ...
+
+
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str, str], Encoder] = {}
+
+
+def get_encoder(kind: str, model: str, backend: str = "torch") -> Encoder:
+    """The text or image encoder for ``model``, shared by every caller in this process."""
+    key = (kind, model, backend)
+    with _LOCK:
+        if key not in _LOADED:
+            if kind == "text":
+                from redrec.embed.text import TextEncoder
+
+                _LOADED[key] = TextEncoder(model, backend=backend)  # type: ignore[arg-type]
+            elif kind == "image":
+                from redrec.embed.image import ImageEncoder
+
+                _LOADED[key] = ImageEncoder(backend=backend)  # type: ignore[arg-type]
+            else:
+                raise ValueError(f"unknown encoder kind {kind!r}")
+        return _LOADED[key]

@@ -1,0 +1,184 @@
+"""A mapping says how a catalogue's records become Redis documents and an index.
+
+YAML example (the books sample ships with one)::
+
+    index: books_idx          # the name readers query (an alias; see Store.rebuild_index)
+    prefix: "book:"
+    storage: json             # json | hash
+    id: id                    # the record field holding the item id
+    text:                     # optional: text fields embedded into one vector field
+      field: embedding
+      source: [description]
+      model: all-MiniLM-L6-v2
+    image:                    # optional: an image path/URL field embedded into another
+      field: img_vector
+      source: image
+    vector: {algorithm: hnsw, metric: cosine, m: 16, ef_construction: 200}
+    fields:                   # metadata that become index fields
+      title: tag
+      year_published: numeric
+      genres: {type: tag, multi: true}        # a list in the record
+      rating: {type: numeric, source: metrics.score}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from redrec.exceptions import ConfigError, NotFoundError
+from redrec.store import IndexSpec
+from redrec.store.keys import normalise_prefix
+
+__all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "FieldMap", "Mapping", "VectorMap"]
+
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
+
+
+class FieldMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["tag", "numeric", "text", "geo"]
+    source: str | None = None  # dotted path in the record; default: the field's name
+    multi: bool = False  # the record holds a list (JSON path `$.x[*]`)
+    separator: str = ","  # how a CSV cell / HASH value separates several tags
+    sortable: bool = False
+
+
+class VectorMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    source: list[str]
+    model: str | None = None
+    backend: Literal["torch", "onnx"] = "torch"
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class VectorParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    algorithm: Literal["hnsw", "flat"] = "hnsw"
+    metric: Literal["cosine", "l2", "ip"] = "cosine"
+    datatype: Literal["float32", "float64"] = "float32"
+    m: int | None = Field(default=None, ge=2)
+    ef_construction: int | None = Field(default=None, ge=1)
+    ef_runtime: int | None = Field(default=None, ge=1)
+    initial_cap: int | None = Field(default=None, ge=1)
+
+
+class Mapping(BaseModel):
+    """How records become documents. Build with :meth:`load` (YAML path or dict)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str
+    prefix: str | None = None
+    storage: Literal["json", "hash"] = "json"
+    id: str = "id"
+    text: VectorMap | None = None
+    image: VectorMap | None = None
+    vector: VectorParams = Field(default_factory=VectorParams)
+    fields: dict[str, FieldMap] = Field(default_factory=dict)
+    # HASH storage: which record fields to keep besides the indexed ones (all scalars
+    # when None). JSON storage always keeps the whole record.
+    keep: list[str] | None = None
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _short_types(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"type": t} if isinstance(t, str) else t) for k, t in v.items()}
+        return v
+
+    @classmethod
+    def load(cls, value: Mapping | dict[str, Any] | str | Path) -> Mapping:
+        if isinstance(value, Mapping):
+            return value
+        if isinstance(value, str | Path):
+            path = Path(value)
+            if not path.exists():
+                raise NotFoundError(f"no mapping file at {path}")
+            try:
+                value = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"mapping {path} is not valid YAML: {exc}") from None
+        if not isinstance(value, dict):
+            raise ConfigError("a mapping must be a YAML/JSON object")
+        try:
+            mapping = cls.model_validate(value)
+        except ValidationError as exc:
+            errs = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            raise ConfigError(f"invalid mapping: {errs}") from None
+        if mapping.text is None and mapping.image is None:
+            raise ConfigError("a mapping needs a 'text' or an 'image' section to embed")
+        return mapping
+
+    # -- derived ---------------------------------------------------------------------
+
+    @property
+    def key_prefix(self) -> str:
+        return normalise_prefix(self.prefix or self.index)
+
+    @property
+    def text_model(self) -> str:
+        return (self.text.model if self.text and self.text.model else DEFAULT_TEXT_MODEL)
+
+    @property
+    def image_model(self) -> str:
+        return (self.image.model if self.image and self.image.model else DEFAULT_IMAGE_MODEL)
+
+    def vector_maps(self) -> list[tuple[str, VectorMap]]:
+        out = []
+        if self.text is not None:
+            out.append(("text", self.text))
+        if self.image is not None:
+            out.append(("image", self.image))
+        return out
+
+    def index_spec(self, dims: dict[str, int]) -> IndexSpec:
+        """The index definition, given each vector field's dimension."""
+        fields: list[dict[str, Any]] = []
+        json_store = self.storage == "json"
+        for name, f in self.fields.items():
+            source = f.source or name
+            entry: dict[str, Any] = {"name": name, "type": f.type}
+            if json_store:
+                entry["path"] = f"$.{source}" + ("[*]" if f.multi else "")
+            attrs: dict[str, Any] = {}
+            if f.type == "tag" and not json_store:
+                attrs["separator"] = f.separator
+            if f.sortable:
+                attrs["sortable"] = True
+            if attrs:
+                entry["attrs"] = attrs
+            fields.append(entry)
+        params = self.vector.model_dump(exclude_none=True)
+        for _, vm in self.vector_maps():
+            attrs = {
+                "dims": dims[vm.field],
+                "algorithm": params["algorithm"],
+                "distance_metric": params["metric"],
+                "datatype": params["datatype"],
+            }
+            for key in ("m", "ef_construction", "ef_runtime", "initial_cap"):
+                if key in params and (params["algorithm"] == "hnsw" or key == "initial_cap"):
+                    attrs[key] = params[key]
+            entry = {"name": vm.field, "type": "vector", "attrs": attrs}
+            if json_store:
+                entry["path"] = f"$.{vm.field}"
+            fields.append(entry)
+        return IndexSpec.from_dict({
+            "index": {"name": self.index, "prefix": self.key_prefix, "storage_type": self.storage},
+            "fields": fields,
+        })
