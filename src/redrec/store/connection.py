@@ -35,6 +35,7 @@ def connect_url(url: str, *, connect_timeout: float = 10.0, socket_timeout: floa
             socket_connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             health_check_interval=30,
+            protocol=3,  # replies are parsed as RESP3 maps (store.index._parse)
         )
     except ValueError as exc:
         raise ConfigError(f"bad REDIS_URL: {exc}") from exc

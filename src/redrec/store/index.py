@@ -24,7 +24,7 @@ from redrec.store.query import DISTANCE, SearchArgs, knn_args, range_args
 from redrec.store.schema import IndexSpec
 from redrec.store.vectors import as_vector, from_bytes, to_bytes
 
-__all__ = ["Hit", "VectorIndex"]
+__all__ = ["Hit", "Prepared", "VectorIndex", "run_all"]
 
 MAX_K = 10_000  # RediSearch's default MAXSEARCHRESULTS
 
@@ -284,6 +284,25 @@ class VectorIndex:
         ``offset + k + len(exclude)`` neighbours, which is exact since each excluded id
         can take at most one place. ``filters`` run inside Redis as a pre-filter.
         """
+        return self.prepare_knn(
+            vector, k, field=field, filters=filters, return_fields=return_fields,
+            offset=offset, exclude=exclude, ef_runtime=ef_runtime,
+        ).run()
+
+    def prepare_knn(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        field: str | None = None,
+        filters: Filter = None,
+        return_fields: Sequence[str] | None = None,
+        offset: int = 0,
+        exclude: Collection[str] = (),
+        ef_runtime: int | None = None,
+    ) -> Prepared:
+        """A checked KNN query, to run alone or with others in one round trip
+        (:func:`run_all`)."""
         _check_page(k, offset)
         name, blob = self._blob(vector, field)
         fetch = offset + k + len(exclude)
@@ -294,7 +313,7 @@ class VectorIndex:
         ef = ef_runtime if ef_runtime is not None else self.ef_runtime
         if ef is not None and vf.algorithm != "hnsw":
             ef = None  # EF_RUNTIME only exists for HNSW
-        if ef is not None and (not isinstance(ef, int) or ef < 1):
+        if ef is not None and (isinstance(ef, bool) or not isinstance(ef, int) or ef < 1):
             raise InvalidInput(f"ef_runtime must be a positive integer, got {ef!r}")
         args = knn_args(
             name, blob, fetch,
@@ -302,8 +321,25 @@ class VectorIndex:
             return_fields=self._return_fields(return_fields),
             offset=0, num=fetch, ef_runtime=max(ef, fetch) if ef else None,
         )
-        hits = self._search(args)
-        return _cut(hits, exclude, offset, k)
+        return Prepared(self, args, exclude, offset, k)
+
+    def find(
+        self,
+        filters: Filter = None,
+        *,
+        return_fields: Sequence[str] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        sort_by: str | None = None,
+        descending: bool = False,
+    ) -> Prepared:
+        """A plain (non-vector) filtered search, prepared like :meth:`prepare_knn`."""
+        _check_page(limit, offset)
+        expr = compile_filter(self.spec, filters)
+        query = str(expr) if expr is not None else "*"
+        args = SearchArgs(query, {}, self._return_fields(return_fields), offset, limit,
+                          sort_by=sort_by, descending=descending)
+        return Prepared(self, args, (), 0, limit)
 
     def range(
         self,
@@ -333,12 +369,59 @@ class VectorIndex:
             return_fields=self._return_fields(return_fields),
             offset=0, num=fetch, epsilon=epsilon,
         )
-        return _cut(self._search(args), exclude, offset, limit)
+        return Prepared(self, args, exclude, offset, limit).run()
 
-    def _search(self, args: SearchArgs) -> list[Hit]:
+    def fetch(
+        self, ids: Sequence[str], field: str | None = None, extra: Sequence[str] = ()
+    ) -> list[tuple[np.ndarray | None, dict[str, Any]] | None]:
+        """For each id: (its vector or None, the ``extra`` fields), or None if the item
+        does not exist. One round trip."""
+        vf = self.spec.vector_field(field)
+        keys = [self.key(check_id(i)) for i in ids]
+        if not keys:
+            return []
+        out: list[tuple[np.ndarray | None, dict[str, Any]] | None] = []
         with translate_errors(self.name):
-            reply = self.client.execute_command(*args.command(self.name))
-        return self._parse(reply)
+            if self.spec.storage == "json":
+                pipe = self.client.pipeline(transaction=False)
+                vpath = (vf.path or f"$.{vf.name}").removesuffix("[*]")
+                pipe.execute_command("JSON.MGET", *keys, vpath)
+                paths = [self.spec.fields[e].path or f"$.{e}" for e in extra]
+                for p in paths:
+                    pipe.execute_command("JSON.MGET", *keys, p.removesuffix("[*]"))
+                replies = pipe.execute()
+                exists = self.exists_many(ids) if any(r is None for r in replies[0]) else None
+                for n in range(len(keys)):
+                    raw = replies[0][n]
+                    if raw is None and (exists is None or not exists[n]):
+                        out.append(None)
+                        continue
+                    vals = json.loads(raw) if raw else []
+                    vec = np.asarray(vals[0], dtype=np.float32) if vals else None
+                    if vec is not None and vf.multi:
+                        vec = vec[0]
+                    fields = {}
+                    for e, r in zip(extra, replies[1:], strict=True):
+                        got = json.loads(r[n]) if r[n] else []
+                        if got:
+                            fields[e] = got[0]
+                    out.append((vec, fields))
+                return out
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, [vf.name, *extra])
+                pipe.exists(key)
+            rows = pipe.execute()
+        for n in range(len(keys)):
+            values, exists = rows[2 * n], rows[2 * n + 1]
+            if not exists:
+                out.append(None)
+                continue
+            vec = from_bytes(values[0], vf.datatype) if values[0] else None
+            fields = {e: _decode_value(self.spec, e, v) for e, v in zip(extra, values[1:], strict=True)
+                      if v is not None}
+            out.append((vec, fields))
+        return out
 
     def _parse(self, reply: Any) -> list[Hit]:
         if isinstance(reply, dict):  # RESP3 (redis-py 8's default protocol)
@@ -368,6 +451,45 @@ class VectorIndex:
         if vf is not None and self.spec.storage == "hash":
             return from_bytes(value, vf.datatype)
         return _decode_value(self.spec, name, value)
+
+
+class Prepared:
+    """A checked search waiting to run; several run in one round trip with :func:`run_all`."""
+
+    __slots__ = ("args", "exclude", "index", "k", "offset")
+
+    def __init__(self, index: VectorIndex, args: SearchArgs, exclude: Collection[str],
+                 offset: int, k: int) -> None:
+        self.index = index
+        self.args = args
+        self.exclude = exclude
+        self.offset = offset
+        self.k = k
+
+    def command(self) -> list[Any]:
+        return self.args.command(self.index.name)
+
+    def finish(self, reply: Any) -> list[Hit]:
+        return _cut(self.index._parse(reply), self.exclude, self.offset, self.k)
+
+    def run(self) -> list[Hit]:
+        with translate_errors(self.index.name):
+            reply = self.index.client.execute_command(*self.command())
+        return self.finish(reply)
+
+
+def run_all(client: redis.Redis, queries: Sequence[Prepared]) -> list[list[Hit]]:
+    """Run prepared searches (on any indexes) in one pipelined round trip."""
+    if not queries:
+        return []
+    if len(queries) == 1:
+        return [queries[0].run()]
+    with translate_errors(queries[0].index.name):
+        pipe = client.pipeline(transaction=False)
+        for q in queries:
+            pipe.execute_command(*q.command())
+        replies = pipe.execute()
+    return [q.finish(r) for q, r in zip(queries, replies, strict=True)]
 
 
 def _decode_value(spec: IndexSpec, name: str, value: bytes) -> Any:

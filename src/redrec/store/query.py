@@ -25,16 +25,22 @@ class SearchArgs:
     return_fields: Sequence[str] | None
     offset: int
     num: int
+    # Vector queries sort by distance; a plain search may sort by a field or not at all.
+    sort_by: str | None = DISTANCE
+    descending: bool = False
 
     def command(self, index: str) -> list[bytes | str | int | float]:
         args: list[bytes | str | int | float] = ["FT.SEARCH", index, self.query]
         if self.return_fields is not None:
-            fields = [*self.return_fields, DISTANCE]
-            args += ["RETURN", len(fields), *fields]
-        args += ["SORTBY", DISTANCE, "ASC", "LIMIT", self.offset, self.num]
-        args += ["PARAMS", 2 * len(self.params)]
-        for key, value in self.params.items():
-            args += [key, value]
+            fields = [*self.return_fields, *([DISTANCE] if self.params else [])]
+            args += ["RETURN", len(fields), *fields] if fields else ["NOCONTENT"]
+        if self.sort_by:
+            args += ["SORTBY", self.sort_by, "DESC" if self.descending else "ASC"]
+        args += ["LIMIT", self.offset, self.num]
+        if self.params:
+            args += ["PARAMS", 2 * len(self.params)]
+            for key, value in self.params.items():
+                args += [key, value]
         args += ["DIALECT", 2]
         return args
 

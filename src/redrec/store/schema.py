@@ -84,6 +84,7 @@ class IndexSpec:
                     path=path,
                     multi=bool(path and path.rstrip().endswith("[*]")),
                 )
+        self._storage = str(schema.index.storage_type.value).lower()
         if self.storage == "hash" and any(v.multi for v in self.vectors.values()):
             raise SchemaError("multi-vector fields ($.path[*]) need storage_type json")
 
@@ -139,7 +140,7 @@ class IndexSpec:
 
     @property
     def storage(self) -> str:
-        return str(self.schema.index.storage_type.value).lower()
+        return self._storage
 
     def vector_field(self, name: str | None = None) -> VectorField:
         """The named vector field, or the only one when ``name`` is None."""

@@ -1,0 +1,72 @@
+"""The engine's knobs, with the defaults it ships with."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ContextRule", "EngineConfig", "Period"]
+
+
+class Period(BaseModel):
+    """A named period (a sale, a season): ``MM-DD`` bounds recur every year; full ISO
+    dates (``2026-11-27``) happen once. Inclusive on both ends."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: str
+    end: str
+
+
+class ContextRule(BaseModel):
+    """When the request's context matches ``when``, boost or restrict items.
+
+    ``when`` keys: ``daypart`` (morning/afternoon/evening/night), ``weekday``
+    (mon..sun or weekend/weekday), ``period`` (a name from ``periods``), or any
+    context key (``device: mobile``). ``boost`` multiplies the score of items whose
+    ``field`` holds one of ``values``; ``filter`` adds a pre-filter.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    when: dict[str, Any]
+    field: str | None = None
+    values: list[str] = Field(default_factory=list)
+    boost: float = 1.5
+    filter: dict[str, Any] | None = None
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # How much each event moves the session vector (and affinities, popularity).
+    weights: dict[str, float] = Field(default_factory=lambda: {
+        "view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 0.0,
+        "dislike": -2.0,
+    })
+    # Ratings move the vector by (rating - rating_centre) * rating_scale.
+    rating_centre: float = 3.0
+    rating_scale: float = 1.5
+    # Which event types exclude the item from recommendations, and for how long
+    # (seconds; null = forever).
+    exclude: dict[str, float | None] = Field(default_factory=lambda: {
+        "purchase": None, "dislike": 30 * 86400.0,
+    })
+    recent_cap: int = Field(default=50, ge=1, le=1000)
+    dedupe_window: int = Field(default=5000, ge=10)
+    session_half_life_s: float = Field(default=3600.0, gt=0)
+    popularity_half_life_s: float = Field(default=7 * 86400.0, gt=0)
+    # Candidate lists and how they are fused.
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    list_weights: dict[str, float] = Field(default_factory=lambda: {
+        "tower": 1.2, "session": 1.0, "recent": 0.8, "people": 0.6, "popular": 0.3,
+    })
+    recent_items: int = Field(default=3, ge=0, le=20)  # last items used for item-based lists
+    neighbours: int = Field(default=20, ge=0, le=200)  # users for "people like you"
+    cold_start_events: int = 3  # below this many events, popularity weighs more
+    affinity_boost: float = 0.3  # max multiplicative boost from category affinity
+    category_field: str | None = None  # the catalogue's category TAG field
+    geo_field: str | None = None  # the catalogue's GEO field, for "near me"
+    near_me_km: float = 10.0
+    periods: dict[str, Period] = Field(default_factory=dict)
+    rules: list[ContextRule] = Field(default_factory=list)

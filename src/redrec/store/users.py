@@ -1,0 +1,333 @@
+"""User state in Redis, updated atomically per event by one Lua script.
+
+All of a user's keys share the hash tag ``{<user>}`` (one cluster slot):
+
+* ``redrec:profile:{u}``   HASH  decayed session vector ``vec`` (FLOAT32, indexed for
+  "people like you"), ``vts``, ``n`` events, attributes (age, gender, occupation, loc)
+* ``redrec:user:{u}:recent`` LIST  the latest positive items, newest first (capped)
+* ``redrec:user:{u}:excl``   ZSET  item -> until when it is excluded (inf: forever)
+* ``redrec:user:{u}:aff``    HASH  category -> time-weighted affinity
+* ``redrec:user:{u}:seen``   ZSET  ids of applied events (idempotency window)
+* ``redrec:user:{u}:log``    STREAM every applied event, the durable log training reads
+
+Global keys (idempotent updates, outside the script): ``redrec:users`` (SET of user ids)
+and ``redrec:popular`` (ZSET item -> time-weighted popularity).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+
+
+from redrec.store._errors import translate_errors
+from redrec.store.index import Hit, VectorIndex
+from redrec.store.keys import user_key
+from redrec.store.schema import IndexSpec
+
+__all__ = ["TrackOp", "UserState", "UserStore"]
+
+NS = "redrec"
+PROFILE_INDEX = "redrec_profiles"
+PROFILE_PREFIX = f"{NS}:profile:"
+
+# KEYS: profile recent excl aff seen log
+# ARGV: event_id user item ts weight vec cats excl_until recent_cap dedupe half_life
+#       payload positive aff_inc
+_TRACK_LUA = """
+local profile, recent, excl, aff, seen, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local eid, user, item = ARGV[1], ARGV[2], ARGV[3]
+local ts, w = tonumber(ARGV[4]), tonumber(ARGV[5])
+local vec, cats, excl_until = ARGV[6], ARGV[7], ARGV[8]
+local cap, window, hl = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local payload, positive, aff_inc = ARGV[12], ARGV[13], tonumber(ARGV[14])
+
+if redis.call('ZSCORE', seen, eid) then return 0 end
+redis.call('ZADD', seen, ts, eid)
+if redis.call('ZCARD', seen) > window then
+  redis.call('ZREMRANGEBYRANK', seen, 0, -window - 1)
+end
+redis.call('XADD', log, '*', 'e', payload)
+
+if positive == '1' then
+  redis.call('LPUSH', recent, item)
+  redis.call('LTRIM', recent, 0, cap - 1)
+end
+if excl_until ~= '' then
+  redis.call('ZADD', excl, excl_until, item)
+end
+redis.call('ZREMRANGEBYSCORE', excl, '-inf', '(' .. ts)
+
+if cats ~= '' and aff_inc ~= 0 then
+  for cat in string.gmatch(cats, '([^\\31]+)') do
+    redis.call('HINCRBYFLOAT', aff, cat, aff_inc)
+  end
+end
+
+if vec ~= '' and w ~= 0 then
+  local dim = string.len(vec) / 4
+  local fmt = '<' .. string.rep('f', dim)
+  local cur = redis.call('HMGET', profile, 'vec', 'vts')
+  local a, b, newts = 0.0, w, ts
+  local old = nil
+  if cur[1] and string.len(cur[1]) == string.len(vec) and cur[2] then
+    old = {struct.unpack(fmt, cur[1])}
+    local vts = tonumber(cur[2])
+    if ts >= vts then
+      a = math.pow(2, -(ts - vts) / hl)
+    else
+      a, b, newts = 1.0, w * math.pow(2, -(vts - ts) / hl), vts
+    end
+  end
+  local new = {struct.unpack(fmt, vec)}
+  local norm = 0.0
+  for i = 1, dim do
+    local x = b * new[i]
+    if old then x = x + a * old[i] end
+    -- keep magnitudes bounded: renormalise when the sum grows large
+    new[i] = x
+    norm = norm + x * x
+  end
+  if norm > 1e-12 then
+    if norm > 1e6 then
+      local s = 1.0 / math.sqrt(norm)
+      for i = 1, dim do new[i] = new[i] * s end
+    end
+    redis.call('HSET', profile, 'vec', struct.pack(fmt, unpack(new)), 'vts', newts)
+  else
+    redis.call('HDEL', profile, 'vec')
+  end
+end
+redis.call('HINCRBY', profile, 'n', 1)
+redis.call('HSET', profile, 'uid', user, 'last', ts)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class TrackOp:
+    """Everything the script needs for one event (computed by the engine)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    timestamp: float
+    weight: float
+    vector: bytes  # b"" when the event does not move the session vector
+    categories: Sequence[str]
+    exclude_until: float | None  # None: no exclusion; inf: forever
+    positive: bool
+    affinity_inc: float
+    payload: str
+    popularity_inc: float
+
+
+@dataclass
+class UserState:
+    user_id: str
+    vector: np.ndarray | None
+    recent: list[str]
+    excluded: set[str]
+    affinity: dict[str, float]
+    events: int
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_new(self) -> bool:
+        return self.events == 0
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class UserStore:
+    """Reads and writes user state; the engine's only way to Redis for users."""
+
+    def __init__(self, client: redis.Redis, dim: int, *, recent_cap: int = 50,
+                 dedupe_window: int = 5000, half_life_s: float = 3600.0) -> None:
+        self.client = client
+        self.dim = dim
+        self.recent_cap = recent_cap
+        self.dedupe_window = dedupe_window
+        self.half_life_s = half_life_s
+        self._script = client.register_script(_TRACK_LUA)
+        self.profiles = VectorIndex(client, IndexSpec.from_dict({
+            "index": {"name": PROFILE_INDEX, "prefix": PROFILE_PREFIX, "storage_type": "hash"},
+            "fields": [
+                {"name": "uid", "type": "tag"},
+                {"name": "gender", "type": "tag"},
+                {"name": "occupation", "type": "tag"},
+                {"name": "age", "type": "numeric"},
+                {"name": "n", "type": "numeric"},
+                {"name": "loc", "type": "geo"},
+                {"name": "vec", "type": "vector", "attrs": {
+                    "dims": dim, "algorithm": "hnsw", "distance_metric": "cosine"}},
+            ],
+        }))
+
+    # -- keys --------------------------------------------------------------------------
+
+    @staticmethod
+    def profile_key(user_id: str) -> str:
+        return f"{PROFILE_PREFIX}{{{user_id}}}"
+
+    @staticmethod
+    def keys(user_id: str) -> list[str]:
+        return [UserStore.profile_key(user_id)] + [
+            user_key(NS, user_id, part) for part in ("recent", "excl", "aff", "seen", "log")
+        ]
+
+    def ensure_index(self) -> None:
+        """Create the profile index; an existing one of another dimension is an error."""
+        if self.profiles.exists():
+            from redrec.store.store import Store
+
+            have = Store(self.client).index(PROFILE_INDEX).spec.vector_field("vec").dims
+            if have != self.dim:
+                from redrec.exceptions import SchemaError
+
+                raise SchemaError(
+                    f"user profiles hold {have}-d vectors but the catalogue has {self.dim}-d "
+                    "ones; drop the index redrec_profiles (and user data) to switch catalogue"
+                )
+            return
+        try:
+            self.profiles.create()
+        except Exception as exc:  # a concurrent process created it first
+            if not self.profiles.exists():
+                raise exc
+
+    # -- writes -------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[TrackOp]) -> list[bool]:
+        """Apply events (one script call each, pipelined); True where newly applied."""
+        if not ops:
+            return []
+        with translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for op in ops:
+                self._script(keys=self.keys(op.user_id), args=self._args(op), client=pipe)
+            applied = [bool(r) for r in pipe.execute()]
+            pipe = self.client.pipeline(transaction=False)
+            fresh = [op for op, ok in zip(ops, applied, strict=True) if ok]
+            for op in fresh:
+                pipe.sadd(f"{NS}:users", op.user_id)
+                if op.popularity_inc:
+                    pipe.zincrby(f"{NS}:popular", op.popularity_inc, op.item_id)
+            if fresh:
+                pipe.execute()
+        return applied
+
+    def _args(self, op: TrackOp) -> list[Any]:
+        until = "" if op.exclude_until is None else (
+            "+inf" if math.isinf(op.exclude_until) else repr(op.exclude_until))
+        return [op.event_id, op.user_id, op.item_id, repr(op.timestamp), repr(op.weight),
+                op.vector, "\x1f".join(op.categories), until, self.recent_cap,
+                self.dedupe_window, repr(self.half_life_s), op.payload,
+                "1" if op.positive else "0", repr(op.affinity_inc)]
+
+    def set_attributes(self, user_id: str, attributes: dict[str, Any]) -> None:
+        mapping: dict[str, str] = {"uid": user_id}
+        for k, v in attributes.items():
+            if v is None:
+                continue
+            if k == "loc" and isinstance(v, dict):
+                v = f"{v['lon']},{v['lat']}"
+            mapping[k] = str(v)
+        with translate_errors():
+            self.client.hset(self.profile_key(user_id), mapping=mapping)
+            self.client.sadd(f"{NS}:users", user_id)
+
+    def forget(self, user_id: str) -> None:
+        with translate_errors():
+            self.client.delete(*self.keys(user_id))
+            self.client.srem(f"{NS}:users", user_id)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def state(self, user_id: str, now: float, recent_n: int | None = None) -> UserState:
+        return self.states([user_id], now, recent_n)[0]
+
+    def states(self, user_ids: Sequence[str], now: float,
+               recent_n: int | None = None) -> list[UserState]:
+        n = self.recent_cap if recent_n is None else recent_n
+        with translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for u in user_ids:
+                profile, recent, excl, aff, _, _ = self.keys(u)
+                pipe.hgetall(profile)
+                pipe.lrange(recent, 0, n - 1)
+                pipe.zrangebyscore(excl, f"({now!r}", "+inf")
+                pipe.hgetall(aff)
+            rows = pipe.execute()
+        out = []
+        for i, u in enumerate(user_ids):
+            prof, recent, excl, aff = rows[4 * i: 4 * i + 4]
+            prof = {_s(k): v for k, v in prof.items()}
+            blob = prof.pop("vec", None)
+            vec = np.frombuffer(blob, dtype="<f4").copy() if blob and len(blob) == 4 * self.dim else None
+            out.append(UserState(
+                user_id=u, vector=vec,
+                recent=[_s(x) for x in recent],
+                excluded={_s(x) for x in excl},
+                affinity={_s(k): float(v) for k, v in aff.items()},
+                events=int(prof.get("n", b"0")),
+                attributes={k: _s(v) for k, v in prof.items()
+                            if k in ("age", "gender", "occupation", "loc", "zip")},
+            ))
+        return out
+
+    def recent_many(self, user_ids: Iterable[str], n: int) -> dict[str, list[str]]:
+        ids = list(user_ids)
+        with translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for u in ids:
+                pipe.lrange(user_key(NS, u, "recent"), 0, n - 1)
+            rows = pipe.execute()
+        return {u: [_s(x) for x in r] for u, r in zip(ids, rows, strict=True)}
+
+    def similar_users(self, vector: np.ndarray, k: int, *, exclude: str | None = None,
+                      filters: dict[str, Any] | None = None) -> list[Hit]:
+        excl = [f"{{{exclude}}}"] if exclude else []
+        return [Hit(h.fields.get("uid", h.id.strip("{}")), h.distance, h.fields)
+                for h in self.profiles.knn(vector, k, filters=filters, exclude=excl,
+                                           return_fields=["uid"])]
+
+    def popular(self, n: int) -> list[tuple[str, float]]:
+        with translate_errors():
+            rows = self.client.zrevrange(f"{NS}:popular", 0, n - 1, withscores=True)
+        return [(_s(i), float(s)) for i, s in rows]
+
+    def all_users(self) -> list[str]:
+        with translate_errors():
+            return sorted(_s(u) for u in self.client.smembers(f"{NS}:users"))
+
+    def events(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's durable event log, oldest first."""
+        with translate_errors():
+            rows = self.client.xrange(user_key(NS, user_id, "log"))
+        return [json.loads(fields[b"e"]) for _, fields in rows]
+
+    def all_events(self, batch: int = 500) -> Iterable[dict[str, Any]]:
+        """Every user's log (user by user; within a user, oldest first)."""
+        users = self.all_users()
+        for start in range(0, len(users), batch):
+            chunk = users[start:start + batch]
+            with translate_errors():
+                pipe = self.client.pipeline(transaction=False)
+                for u in chunk:
+                    pipe.xrange(user_key(NS, u, "log"))
+                rows = pipe.execute()
+            for entries in rows:
+                for _, fields in entries:
+                    yield json.loads(fields[b"e"])
+
+

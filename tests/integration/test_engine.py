@@ -1,0 +1,233 @@
+"""The online engine against a real Redis: every action moves the next list."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from redrec.catalog import Catalog, ingest
+from redrec.engine import ContextRule, Engine, EngineConfig, Event, Period
+from redrec.exceptions import ConfigError, InvalidInput
+from tests.support.shop import SHOP_MAPPING, KeywordEncoder, shop_items
+
+ENC = {"text": KeywordEncoder()}
+T = 1_780_000_000.0  # a fixed "now" (2026-05-28) so tests do not depend on the clock
+
+
+class Clock:
+    def __init__(self, t: float = T) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def shop(store):
+    ingest(store, SHOP_MAPPING, shop_items(), encoders=ENC)
+    return Catalog(store, SHOP_MAPPING, encoders=ENC)
+
+
+@pytest.fixture
+def engine(store, shop):
+    # each test gets fresh user state: clear users, popularity and the profile index
+    for key in store.client.scan_iter("redrec:user:*"):
+        store.client.delete(key)
+    for key in store.client.scan_iter("redrec:profile:*"):
+        store.client.delete(key)
+    store.client.delete("redrec:popular", "redrec:users")
+    cfg = EngineConfig(
+        category_field="category", geo_field="store",
+        periods={"bbq-week": Period(start="06-01", end="06-07")},
+        rules=[ContextRule(name="bbq week", when={"period": "bbq-week"}, field="category",
+                           values=["cooking"], boost=3.0),
+               ContextRule(name="night: no cooking", when={"daypart": "night"},
+                           filter={"category": {"ne": "cooking"}})],
+    )
+    return Engine(store, shop, cfg, clock=Clock())
+
+
+def cats(recs):
+    return [r.fields.get("category") for r in recs]
+
+
+def view(engine, user, item, kind="view", **kw):
+    engine.clock.t += 10
+    return engine.track(user_id=user, item_id=item, type=kind, timestamp=engine.clock.t, **kw)
+
+
+def test_scripted_session_moves_the_list(engine):
+    cold = engine.recommend("ann", 5)
+    assert len(cold) == 5
+    for item in ("p1", "p2", "p3"):  # three science-fiction views
+        view(engine, "ann", item)
+    recs = engine.recommend("ann", 5)
+    assert cats(recs) == ["scifi"] * 5
+    assert not {"p1", "p2", "p3"} & {r.item_id for r in recs}  # just seen: not repeated
+    assert any("similar to scifi product 3" in why for r in recs for why in r.reasons)
+    for item in ("p41", "p42", "p43", "p44", "p45"):  # she moves to cooking
+        view(engine, "ann", item, "click")
+    recs = engine.recommend("ann", 5)
+    assert cats(recs).count("cooking") >= 4
+    view(engine, "ann", "p46", "purchase")
+    assert "p46" not in {r.item_id for r in engine.recommend("ann", 40)}
+    state = engine.state("ann")
+    assert state.recent[:2] == ["p46", "p45"] and state.events == 9
+    assert state.affinity["cooking"] > state.affinity["scifi"]
+
+
+def test_dislike_excludes_and_pushes_away(engine):
+    for item in ("p21", "p22"):
+        view(engine, "bob", item)
+    before = [r.item_id for r in engine.recommend("bob", 5)]
+    view(engine, "bob", before[0], "dislike")
+    after = [r.item_id for r in engine.recommend("bob", 5)]
+    assert before[0] not in after
+
+
+def test_purchases_never_come_back_even_under_concurrency(engine):
+    items = [f"p{i}" for i in range(40)]
+    purchases = set(items[::4])
+
+    def worker(chunk):
+        for n, item in enumerate(chunk):
+            kind = "purchase" if item in purchases else "view"
+            engine.track(user_id="cara", item_id=item, type=kind, timestamp=T + n)
+
+    threads = [threading.Thread(target=worker, args=(items[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    state = engine.state("cara")
+    assert state.events == 40
+    assert purchases <= state.excluded
+    recs = engine.recommend("cara", 20)
+    assert len(recs) == 20
+    assert not purchases & {r.item_id for r in recs}
+
+
+def test_replayed_event_ids_change_nothing(engine):
+    ev = Event.create("dan", "p5", "purchase", timestamp=T, id="evt-1")
+    assert engine.track(ev) is True
+    assert engine.track(ev) is False
+    assert engine.state("dan").events == 1
+    assert len(engine.users.events("dan")) == 1
+
+
+def test_cold_start_is_popular_items(engine):
+    for u in range(5):
+        for item in ("p50", "p51", "p52"):
+            view(engine, f"fan{u}", item, "purchase")
+    recs = engine.recommend("newcomer", 5)
+    assert len(recs) == 5
+    assert {r.item_id for r in recs[:3]} == {"p50", "p51", "p52"}
+    assert all("popular right now" in r.reasons for r in recs[:3])
+    assert engine.state("newcomer").is_new  # asking does not create state
+
+
+def test_unknown_user_becomes_a_new_user(engine):
+    assert view(engine, "zoe", "p7")
+    assert engine.state("zoe").events == 1
+    assert "zoe" in engine.users.all_users()
+
+
+def test_filters_run_inside_redis_and_never_shorten_the_list(engine):
+    for item in ("p1", "p2", "p3", "p4"):
+        view(engine, "eve", item, "purchase")
+    recs = engine.recommend("eve", 10, filters={"category": "scifi", "in_stock": "yes",
+                                                "price": {"lte": 40}})
+    expected = {i["id"] for i in shop_items() if i["category"] == "scifi"
+                and i["in_stock"] == "yes" and i["price"] <= 40} - {"p1", "p2", "p3", "p4"}
+    assert {r.item_id for r in recs} == set(list(expected)[:10]) or (
+        len(recs) == min(10, len(expected)) and {r.item_id for r in recs} <= expected)
+
+
+def test_near_me_is_a_geo_prefilter(engine):
+    view(engine, "fay", "p10")
+    recs = engine.recommend("fay", 10, context={"location": {"lon": 2.30, "lat": 48.85},
+                                                 "radius_km": 1})
+    stores = {i["id"]: i["store"] for i in shop_items()}
+    assert recs and all(stores[r.item_id].startswith("2.300") for r in recs)
+
+
+def test_context_rules_boost_and_filter(engine):
+    view(engine, "gus", "p1")
+    june3 = {"time": "2026-06-03T12:00:00Z"}
+    plain = engine.recommend("gus", 10, context={"time": "2026-05-03T12:00:00Z"})
+    boosted = engine.recommend("gus", 10, context=june3)
+    assert cats(boosted).count("cooking") > cats(plain).count("cooking")
+    assert any("boosted: bbq week" in r.reasons for r in boosted)
+    night = engine.recommend("gus", 10, context={"time": "2026-05-03T02:00:00Z"})
+    assert "cooking" not in cats(night)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"user_id": "u", "item_id": "nope", "type": "view"}, "unknown item"),
+    ({"user_id": "u", "item_id": "p1", "type": "like"}, "unknown event type"),
+    ({"user_id": "u", "item_id": "p1", "type": "view", "timestamp": "yesterday"}, "bad timestamp"),
+    ({"user_id": "u", "item_id": "p1", "type": "view", "timestamp": 1e15}, "out of range"),
+    ({"user_id": "u", "item_id": "p1", "type": "rating"}, "numeric value"),
+    ({"user_id": "u", "item_id": "p1", "type": "view", "context": {"x": "y" * 5000}}, "limit"),
+    ({"user_id": "", "item_id": "p1", "type": "view"}, "bad user id"),
+])
+def test_bad_events_are_rejected_and_write_nothing(engine, kwargs, match):
+    with pytest.raises(InvalidInput, match=match):
+        engine.track(**kwargs)
+    assert engine.state("u").events == 0
+    assert engine.users.events("u") == []
+
+
+def test_ratings_move_the_vector_by_their_value(engine):
+    view(engine, "hal", "p1")
+    engine.track(user_id="hal", item_id="p2", type="rating", value=5, timestamp=T + 100)
+    engine.track(user_id="hal", item_id="p42", type="rating", value=1, timestamp=T + 101)
+    state = engine.state("hal")
+    assert "p2" in state.recent and "p42" not in state.recent  # a bad rating is not a like
+    assert cats(engine.recommend("hal", 3)) == ["scifi"] * 3
+
+
+def test_people_like_you(engine):
+    # two users share science-fiction taste; one of them also bought p30 (romance)
+    for item in ("p1", "p2", "p3"):
+        view(engine, "ivy", item)
+        view(engine, "jon", item)
+    view(engine, "jon", "p30", "click")
+    recs = engine.recommend("ivy", 25)
+    liked = {r.item_id for r in recs if "people like you liked it" in r.reasons}
+    assert "p30" in liked  # a romance title, reachable only through Jon
+    assert [r.item_id for r in recs].index("p30") < 20
+
+
+def test_recommend_from_examples(engine):
+    recs = engine.recommend_from_examples(["p1", "p2"], ["p41"], 5)
+    assert len(recs) == 5 and cats(recs) == ["scifi"] * 5
+    assert not {"p1", "p2", "p41"} & {r.item_id for r in recs}
+    with pytest.raises(ValueError):
+        engine.recommend_from_examples(["p1"], ["p1"])
+
+
+def test_durable_log_keeps_every_event_in_order(engine):
+    for n, item in enumerate(("p1", "p2", "p3")):
+        engine.track(user_id="kim", item_id=item, type="view", timestamp=T + n, id=f"k{n}")
+    log = engine.users.events("kim")
+    assert [e["item_id"] for e in log] == ["p1", "p2", "p3"]
+    assert [e["id"] for e in log] == ["k0", "k1", "k2"]
+
+
+def test_bad_arguments(engine):
+    with pytest.raises(InvalidInput):
+        engine.recommend("x", 0)
+    with pytest.raises(InvalidInput):
+        engine.recommend("x", 5, context={"period": "nope"})
+    with pytest.raises(InvalidInput):
+        engine.set_user("x", shoe_size=42)
+
+
+def test_engine_needs_an_id_tag(store):
+    mapping = {**SHOP_MAPPING, "index": "noid_idx", "prefix": "noid:",
+               "fields": {"category": "tag"}}
+    ingest(store, mapping, shop_items(3), encoders=ENC)
+    with pytest.raises(ConfigError, match="id field"):
+        Engine(store, Catalog(store, mapping, encoders=ENC))
