@@ -61,7 +61,7 @@ class EngineConfig(BaseModel):
     list_weights: dict[str, float] = Field(default_factory=lambda: {
         "tower": 1.2, "session": 1.0, "recent": 0.8, "people": 0.6, "popular": 0.3,
     })
-    recent_items: int = Field(default=3, ge=0, le=20)  # last items used for item-based lists
+    recent_items: int = Field(default=2, ge=0, le=20)  # last items used for item-based lists
     neighbours: int = Field(default=20, ge=0, le=200)  # users for "people like you"
     cold_start_events: int = 3  # below this many events, popularity weighs more
     affinity_boost: float = 0.3  # max multiplicative boost from category affinity

@@ -92,12 +92,14 @@ class Engine:
         self.users = UserStore(
             store.client, self.dim, recent_cap=self.config.recent_cap,
             dedupe_window=self.config.dedupe_window,
-            half_life_s=self.config.session_half_life_s,
         )
         self.users.ensure_index()
         self.tower: Any = None  # set by the learning layer (redrec.models) when a model is live
         self._display = [f for f in ("title", "name") if f in spec.fields]
-        self._names: dict[str, str] = {}  # display names of recently seen items (bounded)
+        # Item vectors and display names change only on re-ingest: a short-lived
+        # in-process cache saves a round trip per request (bounded, expires).
+        self._cache: dict[str, tuple[float, np.ndarray | None, str]] = {}
+        self.cache_ttl_s = 60.0
 
     # -- events --------------------------------------------------------------------------
 
@@ -119,8 +121,7 @@ class Engine:
         if not events:
             return []
         cat = self.config.category_field
-        fetched = self.items.fetch([e.item_id for e in events], self.vector_field,
-                                   [cat] if cat else [])
+        fetched = self.items.fetch_fields([e.item_id for e in events], [cat] if cat else [])
         ops: list[TrackOp] = []
         slots: list[int] = []
         results: list[bool | InvalidInput] = [False] * len(events)
@@ -128,13 +129,24 @@ class Engine:
             if got is None:
                 results[n] = InvalidInput(f"unknown item {ev.item_id!r}")
                 continue
-            ops.append(self._op(ev, got[0], got[1].get(cat) if cat else None))
+            ops.append(self._op(ev, got[1].get(cat) if cat else None))
             slots.append(n)
-        for n, ok in zip(slots, self.users.apply(ops), strict=True):
+        applied, stale = self.users.apply(ops)
+        for n, ok in zip(slots, applied, strict=True):
             results[n] = ok
+        if stale:
+            self._refresh_vectors(sorted(stale))
         return results
 
-    def _op(self, ev: Event, vec: np.ndarray | None, cats: Any) -> TrackOp:
+    def _refresh_vectors(self, user_ids: list[str]) -> None:
+        """Save the session vectors of users who acted several times since the last save."""
+        now = self.clock()
+        states = self.users.states(user_ids, now, recent_n=20)
+        vectors = self._vectors([h.item_id for st in states for h in st.history])
+        self.users.save_vectors({st.user_id: (self._session_vector(st, vectors, now), st.events)
+                                 for st in states})
+
+    def _op(self, ev: Event, cats: Any) -> TrackOp:
         cfg = self.config
         if ev.type == "rating":
             weight = ((ev.value or 0.0) - cfg.rating_centre) * cfg.rating_scale
@@ -149,7 +161,6 @@ class Engine:
         return TrackOp(
             event_id=ev.id, user_id=ev.user_id, item_id=ev.item_id, timestamp=ev.timestamp,
             weight=weight,
-            vector=vec.astype("<f4").tobytes() if vec is not None and weight != 0 else b"",
             categories=categories, exclude_until=until, positive=weight > 0,
             affinity_inc=weight * grow, payload=ev.to_json(),
             popularity_inc=max(weight, 0.0) * grow,
@@ -182,42 +193,37 @@ class Engine:
         state = self.users.state(str(user_id), ctx.now)
         excluded = set(state.excluded) | set(exclude or ()) | set(state.recent)
         all_filters = _and([filters, *ctx.filters])
-        lists, fields = self._candidates(state, k, all_filters, excluded)
+        lists, fields = self._candidates(state, k, all_filters, excluded, ctx.now)
         return self._rank(state, lists, fields, k, ctx.boosts)
 
     def _candidates(
-        self, state: UserState, k: int, filters: dict[str, Any] | None, excluded: set[str]
+        self, state: UserState, k: int, filters: dict[str, Any] | None, excluded: set[str],
+        now: float,
     ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
         cfg = self.config
         want = 2 * k + 5  # list depth for fusion
         ret = self._return_fields()
         queries: dict[str, Prepared] = {}
-        # Round trip 1: vectors of the last items + similar users (+ popular ids).
-        last = state.recent[: cfg.recent_items]
-        recent_vecs = self.items.fetch(last, self.vector_field, self._display) if last else []
+        vectors = self._vectors([h.item_id for h in state.history[:20]])
+        session = self._session_vector(state, vectors, now)
+        last = [i for i in state.recent[: cfg.recent_items] if vectors.get(i) is not None]
         if self.tower is not None and state.recent:
             tq = self.tower.prepare(state.recent, want, filters=filters, exclude=excluded)
             if tq is not None:
                 queries["tower"] = tq
-        if state.vector is not None:
+        if session is not None:
             queries["session"] = self.items.prepare_knn(
-                state.vector, want, field=self.vector_field, filters=filters,
+                session, want, field=self.vector_field, filters=filters,
                 exclude=excluded, return_fields=ret)
             if cfg.neighbours:
                 queries["_users"] = self.users.profiles.prepare_knn(
-                    state.vector, cfg.neighbours, exclude=[f"{{{state.user_id}}}"],
+                    session, cfg.neighbours, exclude=[f"{{{state.user_id}}}"],
                     return_fields=["uid"])
+        for item_id in last:
+            queries[f"recent:{item_id}"] = self.items.prepare_knn(
+                vectors[item_id], want, field=self.vector_field, filters=filters,
+                exclude=excluded, return_fields=ret)
         fields: dict[str, dict[str, Any]] = {}
-        for item_id, got in zip(last, recent_vecs, strict=True):
-            if got is not None:
-                self._names[item_id] = next((str(got[1][d]) for d in self._display
-                                             if got[1].get(d)), item_id)
-            if got is not None and got[0] is not None:
-                queries[f"recent:{item_id}"] = self.items.prepare_knn(
-                    got[0], want, field=self.vector_field, filters=filters,
-                    exclude=excluded, return_fields=ret)
-        if len(self._names) > 10_000:
-            self._names.clear()
         names = list(queries)
         hits = dict(zip(names, run_all(self.store.client, [queries[n] for n in names]),
                         strict=True))
@@ -228,15 +234,22 @@ class Engine:
             lists[name] = [h.id for h in hs]
             for h in hs:
                 fields.setdefault(h.id, h.fields)
-        # Round trip 2: what similar users did + popular items, checked against filters.
+        # Round trip 2: what similar users did, and (for new users) popular items, both
+        # checked against the filters in Redis when there are filters.
         pool: dict[str, list[str]] = {}
         if "_users" in hits and hits["_users"]:
-            pool["people"] = self._people(hits["_users"], excluded)
+            pool["people"] = self._people(hits["_users"], excluded)[:want]
         cold = state.events < cfg.cold_start_events or sum(len(v) for v in lists.values()) < k
-        popular = [i for i, _ in self.users.popular(want + len(excluded)) if i not in excluded]
-        if popular:
-            pool["popular"] = popular
-        checks = {name: self._verify(ids, filters, ret) for name, ids in pool.items() if ids}
+        if cold:
+            popular = [i for i, _ in self.users.popular(want + len(excluded)) if i not in excluded]
+            if popular:
+                pool["popular"] = popular[:want]
+        checks: dict[str, Prepared] = {}
+        for name, ids in pool.items():
+            if ids and (filters or name == "popular"):
+                checks[name] = self._verify(ids, filters, ret)
+            elif ids:
+                lists[name] = ids
         if cold or not lists:
             checks["catalog"] = self.items.find(filters, return_fields=ret,
                                                 limit=want + len(excluded))
@@ -251,6 +264,44 @@ class Engine:
         if not cold:
             lists.pop("catalog", None)
         return lists, fields
+
+    def _vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray | None]:
+        """Item vectors (and display names) through the in-process cache."""
+        now = time.monotonic()
+        out: dict[str, np.ndarray | None] = {}
+        missing = []
+        for i in dict.fromkeys(ids):
+            hit = self._cache.get(i)
+            if hit is not None and now - hit[0] < self.cache_ttl_s:
+                out[i] = hit[1]
+            else:
+                missing.append(i)
+        if missing:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            for i, got in zip(missing, self.items.fetch(missing, self.vector_field,
+                                                         self._display), strict=True):
+                vec = got[0] if got is not None else None
+                name = next((str(got[1][d]) for d in self._display if got and got[1].get(d)), i)
+                self._cache[i] = (now, vec, name)
+                out[i] = vec
+        return out
+
+    def _session_vector(self, state: UserState, vectors: dict[str, np.ndarray | None],
+                        now: float) -> np.ndarray | None:
+        """The time-decayed, weighted sum of the user's recent item vectors."""
+        acc = np.zeros(self.dim, dtype=np.float64)
+        used = False
+        hl = self.config.session_half_life_s
+        for h in state.history[:20]:
+            vec = vectors.get(h.item_id)
+            if vec is None:
+                continue
+            decay = 2.0 ** (-max(0.0, now - h.timestamp) / hl) if h.timestamp else 1.0
+            acc += (h.weight * max(decay, 1e-3)) * (vec / (np.linalg.norm(vec) or 1.0))
+            used = True
+        norm = float(np.linalg.norm(acc))
+        return (acc / norm).astype(np.float32) if used and norm > 1e-9 else None
 
     def _people(self, neighbours: list[Hit], excluded: set[str]) -> list[str]:
         recent = self.users.recent_many([h.fields.get("uid", h.id) for h in neighbours], 20)
@@ -312,7 +363,8 @@ class Engine:
     def _reason(self, source: str, fields: dict[str, dict[str, Any]]) -> str:
         if source.startswith("recent:"):
             item = source.split(":", 1)[1]
-            return f"similar to {self._names.get(item, item)}, which you looked at"
+            cached = self._cache.get(item)
+            return f"similar to {cached[2] if cached else item}, which you looked at"
         return _REASONS.get(source, source)
 
     def recommend_from_examples(
@@ -347,6 +399,12 @@ class Engine:
 
     def state(self, user_id: str) -> UserState:
         return self.users.state(str(user_id), self.clock())
+
+    def session_vector(self, user_id: str) -> np.ndarray | None:
+        """The user's current session vector (None without positive history)."""
+        state = self.state(user_id)
+        vectors = self._vectors([h.item_id for h in state.history[:20]])
+        return self._session_vector(state, vectors, self.clock())
 
 
 def _as_list(value: Any) -> list[str]:

@@ -61,6 +61,7 @@ def knn_args(
     offset: int = 0,
     num: int | None = None,
     ef_runtime: int | None = None,
+    hybrid_policy: str | None = None,
 ) -> SearchArgs:
     """``<filter>=>[KNN $K @field $vec EF_RUNTIME $EF AS __distance]``.
 
@@ -72,6 +73,8 @@ def knn_args(
     if ef_runtime is not None:
         params["EF"] = ef_runtime
         ef = " EF_RUNTIME $EF"
+    if hybrid_policy is not None and filter_str and filter_str.strip() not in ("", "*"):
+        ef += f" HYBRID_POLICY {hybrid_policy}"
     query = f"{_prefilter(filter_str)}=>[KNN $K @{field} $vec{ef} AS {DISTANCE}]"
     return SearchArgs(query, params, return_fields, offset, k if num is None else num)
 

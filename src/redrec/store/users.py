@@ -2,9 +2,10 @@
 
 All of a user's keys share the hash tag ``{<user>}`` (one cluster slot):
 
-* ``redrec:profile:{u}``   HASH  decayed session vector ``vec`` (FLOAT32, indexed for
-  "people like you"), ``vts``, ``n`` events, attributes (age, gender, occupation, loc)
-* ``redrec:user:{u}:recent`` LIST  the latest positive items, newest first (capped)
+* ``redrec:profile:{u}``   HASH  ``n`` events, attributes (age, gender, occupation, loc),
+  and the session vector ``vec`` (FLOAT32, indexed for "people like you", saved lazily)
+* ``redrec:user:{u}:recent`` LIST  the latest interactions ``item, ts, weight, positive``,
+  newest first (capped); the session vector is their time-decayed weighted average
 * ``redrec:user:{u}:excl``   ZSET  item -> until when it is excluded (inf: forever)
 * ``redrec:user:{u}:aff``    HASH  category -> time-weighted affinity
 * ``redrec:user:{u}:seen``   ZSET  ids of applied events (idempotency window)
@@ -32,22 +33,24 @@ from redrec.store.index import Hit, VectorIndex
 from redrec.store.keys import user_key
 from redrec.store.schema import IndexSpec
 
-__all__ = ["TrackOp", "UserState", "UserStore"]
+__all__ = ["Interaction", "TrackOp", "UserState", "UserStore"]
 
 NS = "redrec"
 PROFILE_INDEX = "redrec_profiles"
 PROFILE_PREFIX = f"{NS}:profile:"
 
 # KEYS: profile recent excl aff seen log
-# ARGV: event_id user item ts weight vec cats excl_until recent_cap dedupe half_life
-#       payload positive aff_inc
-_TRACK_LUA = """
+# ARGV: event_id user item ts weight cats excl_until recent_cap dedupe payload positive aff_inc
+# The script does no vector math (that made it ~20x slower and re-indexed the profile
+# vector on every event): the session vector is derived from the recent entries, which
+# carry each item's timestamp and weight, when recommending.
+_TRACK_LUA = r"""
 local profile, recent, excl, aff, seen, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local eid, user, item = ARGV[1], ARGV[2], ARGV[3]
-local ts, w = tonumber(ARGV[4]), tonumber(ARGV[5])
-local vec, cats, excl_until = ARGV[6], ARGV[7], ARGV[8]
-local cap, window, hl = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local payload, positive, aff_inc = ARGV[12], ARGV[13], tonumber(ARGV[14])
+local ts, w = tonumber(ARGV[4]), ARGV[5]
+local cats, excl_until = ARGV[6], ARGV[7]
+local cap, window = tonumber(ARGV[8]), tonumber(ARGV[9])
+local payload, positive, aff_inc = ARGV[10], ARGV[11], tonumber(ARGV[12])
 
 if redis.call('ZSCORE', seen, eid) then return 0 end
 redis.call('ZADD', seen, ts, eid)
@@ -55,59 +58,22 @@ if redis.call('ZCARD', seen) > window then
   redis.call('ZREMRANGEBYRANK', seen, 0, -window - 1)
 end
 redis.call('XADD', log, '*', 'e', payload)
-
-if positive == '1' then
-  redis.call('LPUSH', recent, item)
+if tonumber(w) ~= 0 then
+  redis.call('LPUSH', recent, item .. '\31' .. ARGV[4] .. '\31' .. w .. '\31' .. positive)
   redis.call('LTRIM', recent, 0, cap - 1)
 end
 if excl_until ~= '' then
   redis.call('ZADD', excl, excl_until, item)
 end
 redis.call('ZREMRANGEBYSCORE', excl, '-inf', '(' .. ts)
-
 if cats ~= '' and aff_inc ~= 0 then
-  for cat in string.gmatch(cats, '([^\\31]+)') do
+  for cat in string.gmatch(cats, '([^\31]+)') do
     redis.call('HINCRBYFLOAT', aff, cat, aff_inc)
   end
 end
-
-if vec ~= '' and w ~= 0 then
-  local dim = string.len(vec) / 4
-  local fmt = '<' .. string.rep('f', dim)
-  local cur = redis.call('HMGET', profile, 'vec', 'vts')
-  local a, b, newts = 0.0, w, ts
-  local old = nil
-  if cur[1] and string.len(cur[1]) == string.len(vec) and cur[2] then
-    old = {struct.unpack(fmt, cur[1])}
-    local vts = tonumber(cur[2])
-    if ts >= vts then
-      a = math.pow(2, -(ts - vts) / hl)
-    else
-      a, b, newts = 1.0, w * math.pow(2, -(vts - ts) / hl), vts
-    end
-  end
-  local new = {struct.unpack(fmt, vec)}
-  local norm = 0.0
-  for i = 1, dim do
-    local x = b * new[i]
-    if old then x = x + a * old[i] end
-    -- keep magnitudes bounded: renormalise when the sum grows large
-    new[i] = x
-    norm = norm + x * x
-  end
-  if norm > 1e-12 then
-    if norm > 1e6 then
-      local s = 1.0 / math.sqrt(norm)
-      for i = 1, dim do new[i] = new[i] * s end
-    end
-    redis.call('HSET', profile, 'vec', struct.pack(fmt, unpack(new)), 'vts', newts)
-  else
-    redis.call('HDEL', profile, 'vec')
-  end
-end
-redis.call('HINCRBY', profile, 'n', 1)
+local n = redis.call('HINCRBY', profile, 'n', 1)
 redis.call('HSET', profile, 'uid', user, 'last', ts)
-return 1
+return {n, tonumber(redis.call('HGET', profile, 'vn') or '-1')}
 """
 
 
@@ -120,7 +86,6 @@ class TrackOp:
     item_id: str
     timestamp: float
     weight: float
-    vector: bytes  # b"" when the event does not move the session vector
     categories: Sequence[str]
     exclude_until: float | None  # None: no exclusion; inf: forever
     positive: bool
@@ -129,15 +94,27 @@ class TrackOp:
     popularity_inc: float
 
 
+@dataclass(frozen=True)
+class Interaction:
+    item_id: str
+    timestamp: float
+    weight: float
+    positive: bool
+
+
 @dataclass
 class UserState:
+    """A user's state as read in one round trip. ``recent`` holds the latest positive
+    items (newest first); ``history`` every recent interaction with time and weight."""
+
     user_id: str
-    vector: np.ndarray | None
+    history: list[Interaction]
     recent: list[str]
     excluded: set[str]
     affinity: dict[str, float]
     events: int
     attributes: dict[str, str] = field(default_factory=dict)
+    vector_events: int = -1  # the event count when the profile vector was last saved
 
     @property
     def is_new(self) -> bool:
@@ -148,16 +125,22 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _interaction(raw: Any) -> Interaction:
+    parts = _s(raw).split("\x1f")
+    if len(parts) != 4:  # a bare item id
+        return Interaction(parts[0], 0.0, 1.0, True)
+    return Interaction(parts[0], float(parts[1]), float(parts[2]), parts[3] == "1")
+
+
 class UserStore:
     """Reads and writes user state; the engine's only way to Redis for users."""
 
     def __init__(self, client: redis.Redis, dim: int, *, recent_cap: int = 50,
-                 dedupe_window: int = 5000, half_life_s: float = 3600.0) -> None:
+                 dedupe_window: int = 5000) -> None:
         self.client = client
         self.dim = dim
         self.recent_cap = recent_cap
         self.dedupe_window = dedupe_window
-        self.half_life_s = half_life_s
         self._script = client.register_script(_TRACK_LUA)
         self.profiles = VectorIndex(client, IndexSpec.from_dict({
             "index": {"name": PROFILE_INDEX, "prefix": PROFILE_PREFIX, "storage_type": "hash"},
@@ -207,15 +190,20 @@ class UserStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def apply(self, ops: Sequence[TrackOp]) -> list[bool]:
-        """Apply events (one script call each, pipelined); True where newly applied."""
+    def apply(self, ops: Sequence[TrackOp], *, vector_every: int = 5) -> tuple[list[bool], set[str]]:
+        """Apply events (one script call each, pipelined). Returns which were newly
+        applied, and the users whose saved session vector is ``vector_every`` or more
+        events old (the engine refreshes those)."""
         if not ops:
-            return []
+            return [], set()
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for op in ops:
                 self._script(keys=self.keys(op.user_id), args=self._args(op), client=pipe)
-            applied = [bool(r) for r in pipe.execute()]
+            replies = pipe.execute()
+            applied = [bool(r) for r in replies]
+            stale = {op.user_id for op, r in zip(ops, replies, strict=True)
+                     if r and (int(r[1]) < 0 or int(r[0]) - int(r[1]) >= vector_every)}
             pipe = self.client.pipeline(transaction=False)
             fresh = [op for op, ok in zip(ops, applied, strict=True) if ok]
             for op in fresh:
@@ -224,15 +212,14 @@ class UserStore:
                     pipe.zincrby(f"{NS}:popular", op.popularity_inc, op.item_id)
             if fresh:
                 pipe.execute()
-        return applied
+        return applied, stale
 
     def _args(self, op: TrackOp) -> list[Any]:
         until = "" if op.exclude_until is None else (
             "+inf" if math.isinf(op.exclude_until) else repr(op.exclude_until))
         return [op.event_id, op.user_id, op.item_id, repr(op.timestamp), repr(op.weight),
-                op.vector, "\x1f".join(op.categories), until, self.recent_cap,
-                self.dedupe_window, repr(self.half_life_s), op.payload,
-                "1" if op.positive else "0", repr(op.affinity_inc)]
+                "\x1f".join(op.categories), until, self.recent_cap, self.dedupe_window,
+                op.payload, "1" if op.positive else "0", repr(op.affinity_inc)]
 
     def set_attributes(self, user_id: str, attributes: dict[str, Any]) -> None:
         mapping: dict[str, str] = {"uid": user_id}
@@ -272,27 +259,50 @@ class UserStore:
         for i, u in enumerate(user_ids):
             prof, recent, excl, aff = rows[4 * i: 4 * i + 4]
             prof = {_s(k): v for k, v in prof.items()}
-            blob = prof.pop("vec", None)
-            vec = np.frombuffer(blob, dtype="<f4").copy() if blob and len(blob) == 4 * self.dim else None
+            prof.pop("vec", None)
+            history = [_interaction(x) for x in recent]
             out.append(UserState(
-                user_id=u, vector=vec,
-                recent=[_s(x) for x in recent],
+                user_id=u, history=history,
+                recent=list(dict.fromkeys(h.item_id for h in history if h.positive)),
                 excluded={_s(x) for x in excl},
                 affinity={_s(k): float(v) for k, v in aff.items()},
                 events=int(prof.get("n", b"0")),
                 attributes={k: _s(v) for k, v in prof.items()
                             if k in ("age", "gender", "occupation", "loc", "zip")},
+                vector_events=int(prof.get("vn", b"-1")),
             ))
         return out
 
     def recent_many(self, user_ids: Iterable[str], n: int) -> dict[str, list[str]]:
+        """The latest positive items of several users (one round trip)."""
         ids = list(user_ids)
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for u in ids:
                 pipe.lrange(user_key(NS, u, "recent"), 0, n - 1)
             rows = pipe.execute()
-        return {u: [_s(x) for x in r] for u, r in zip(ids, rows, strict=True)}
+        out = {}
+        for u, r in zip(ids, rows, strict=True):
+            hist = [_interaction(x) for x in r]
+            out[u] = list(dict.fromkeys(h.item_id for h in hist if h.positive))
+        return out
+
+    def save_vectors(self, vectors: dict[str, tuple[np.ndarray | None, int]]) -> None:
+        """Store users' session vectors in their profiles (indexed for "people like
+        you"). Written every few events, not per event: each write re-indexes the vector."""
+        if not vectors:
+            return
+        with translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for user_id, (vec, events) in vectors.items():
+                key = self.profile_key(user_id)
+                if vec is None:
+                    pipe.hdel(key, "vec")
+                    pipe.hset(key, "vn", events)
+                else:
+                    pipe.hset(key, mapping={"vec": np.asarray(vec, dtype="<f4").tobytes(),
+                                            "vn": events})
+            pipe.execute()
 
     def similar_users(self, vector: np.ndarray, k: int, *, exclude: str | None = None,
                       filters: dict[str, Any] | None = None) -> list[Hit]:
