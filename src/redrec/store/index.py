@@ -325,6 +325,8 @@ class VectorIndex:
         policy = None
         if filter_str is not None and vf.algorithm == "hnsw":
             policy = self._hybrid_policy(filter_str, hybrid_policy)
+        if policy == "ADHOC_BF":
+            ef = None  # brute force over the filtered documents: EF_RUNTIME is refused
         args = knn_args(
             name, blob, fetch,
             filter_str=filter_str,
