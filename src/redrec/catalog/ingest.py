@@ -112,6 +112,10 @@ def ingest(
         report.without_vector[kind] = sum(c is None for c in contents)
     report.embed_s = round(time.perf_counter() - t0, 3)
 
+    # A re-ingest replaces whole documents: keep the learned vectors they already hold.
+    for name in m.model_vectors:
+        if name in index.spec.vectors:
+            vectors[name] = [None if got is None else got[0] for got in index.fetch(ids, name)]
     docs = [_document(m, r, i, {f: v[n] for f, v in vectors.items()})
             for n, (r, i) in enumerate(zip(records, ids, strict=True))]
     t1 = time.perf_counter()
@@ -179,6 +183,10 @@ def _ensure_index(store: Store, m: Mapping, dims: dict[str, int], recreate: bool
                 f"index {spec.name!r} holds {have.dims}-d vectors in {name!r} but the encoder "
                 f"makes {dim}-d ones; re-create the index (--recreate) or use the same model"
             )
+    for name, dim in m.model_vectors.items():  # learned vectors must keep their shape
+        have = existing.spec.vectors.get(name)
+        if have is not None and have.dims != dim:
+            raise SchemaError(f"index {spec.name!r} holds {have.dims}-d vectors in {name!r}")
     if existing.spec.storage != m.storage:
         raise SchemaError(
             f"index {spec.name!r} stores {existing.spec.storage}, the mapping says {m.storage}"

@@ -91,6 +91,9 @@ class Mapping(BaseModel):
     # HASH storage: which record fields to keep besides the indexed ones (all scalars
     # when None). JSON storage always keeps the whole record.
     keep: list[str] | None = None
+    # Learned item vectors (field -> dimension), written by `redrec train` and searched by
+    # inner product; two slots let a new model version load while the old one serves.
+    model_vectors: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -120,8 +123,6 @@ class Mapping(BaseModel):
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
             )
             raise ConfigError(f"invalid mapping: {errs}") from None
-        if mapping.text is None and mapping.image is None:
-            raise ConfigError("a mapping needs a 'text' or an 'image' section to embed")
         return mapping
 
     # -- derived ---------------------------------------------------------------------
@@ -177,6 +178,13 @@ class Mapping(BaseModel):
             entry = {"name": vm.field, "type": "vector", "attrs": attrs}
             if json_store:
                 entry["path"] = f"$.{vm.field}"
+            fields.append(entry)
+        for name, dim in self.model_vectors.items():
+            entry = {"name": name, "type": "vector", "attrs": {
+                "dims": dim, "algorithm": "hnsw", "distance_metric": "ip",
+                "datatype": "float32"}}
+            if json_store:
+                entry["path"] = f"$.{name}"
             fields.append(entry)
         return IndexSpec.from_dict({
             "index": {"name": self.index, "prefix": self.key_prefix, "storage_type": self.storage},

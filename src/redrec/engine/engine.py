@@ -74,12 +74,12 @@ class Engine:
         self.config = config or EngineConfig()
         self.clock = clock
         self.items = catalog.index
-        if catalog.mapping.text is not None:
-            self.vector_field = catalog.mapping.text.field
-        else:
-            self.vector_field = catalog.mapping.image.field  # type: ignore[union-attr]
+        # The content vectors behind session, item-based and "people like you" lists; a
+        # catalogue with none (an interaction log without item data) relies on the model.
+        content = catalog.mapping.text or catalog.mapping.image
+        self.vector_field: str | None = content.field if content else None
         spec = self.items.spec
-        self.dim = spec.vector_field(self.vector_field).dims
+        self.dim = spec.vector_field(self.vector_field).dims if self.vector_field else 0
         self.id_field = catalog.mapping.id
         if spec.fields.get(self.id_field) is None or spec.fields[self.id_field].type != "tag":
             raise ConfigError(
@@ -93,8 +93,12 @@ class Engine:
             store.client, self.dim, recent_cap=self.config.recent_cap,
             dedupe_window=self.config.dedupe_window,
         )
-        self.users.ensure_index()
-        self.tower: Any = None  # set by the learning layer (redrec.models) when a model is live
+        if self.vector_field:
+            self.users.ensure_index()
+        from redrec.models.serving import LiveModel
+
+        # The published user tower (or other vector model), followed without a restart.
+        self.tower: Any = LiveModel(store, catalog)
         self._display = [f for f in ("title", "name") if f in spec.fields]
         # Item vectors and display names change only on re-ingest: a short-lived
         # in-process cache saves a round trip per request (bounded, expires).
@@ -134,7 +138,7 @@ class Engine:
         applied, stale = self.users.apply(ops)
         for n, ok in zip(slots, applied, strict=True):
             results[n] = ok
-        if stale:
+        if stale and self.vector_field:
             self._refresh_vectors(sorted(stale))
         return results
 
@@ -208,7 +212,8 @@ class Engine:
         session = self._session_vector(state, vectors, now)
         last = [i for i in state.recent[: cfg.recent_items] if vectors.get(i) is not None]
         if self.tower is not None and state.recent:
-            tq = self.tower.prepare(state.recent, want, filters=filters, exclude=excluded)
+            tq = self.tower.prepare(state.recent, want, filters=filters, exclude=excluded,
+                                    return_fields=ret)
             if tq is not None:
                 queries["tower"] = tq
         if session is not None:
@@ -219,7 +224,7 @@ class Engine:
                 queries["_users"] = self.users.profiles.prepare_knn(
                     session, cfg.neighbours, exclude=[f"{{{state.user_id}}}"],
                     return_fields=["uid"])
-        for item_id in last:
+        for item_id in last if self.vector_field else []:
             queries[f"recent:{item_id}"] = self.items.prepare_knn(
                 vectors[item_id], want, field=self.vector_field, filters=filters,
                 exclude=excluded, return_fields=ret)
@@ -279,8 +284,9 @@ class Engine:
         if missing:
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            for i, got in zip(missing, self.items.fetch(missing, self.vector_field,
-                                                         self._display), strict=True):
+            rows = (self.items.fetch(missing, self.vector_field, self._display)
+                    if self.vector_field else self.items.fetch_fields(missing, self._display))
+            for i, got in zip(missing, rows, strict=True):
                 vec = got[0] if got is not None else None
                 name = next((str(got[1][d]) for d in self._display if got and got[1].get(d)), i)
                 self._cache[i] = (now, vec, name)
@@ -380,6 +386,8 @@ class Engine:
             raise InvalidInput("give at least one positive example")
         if set(positive) & set(negative):
             raise ValueError("an item cannot be both a positive and a negative example")
+        if not self.vector_field:
+            raise InvalidInput("this catalogue has no content vectors to compare examples by")
         got = self.items.fetch([*positive, *negative], self.vector_field)
         vecs = []
         for item, g in zip([*positive, *negative], got, strict=True):

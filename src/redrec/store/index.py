@@ -191,6 +191,28 @@ class VectorIndex:
         finally:
             bar.close()
 
+    def set_vectors(self, field: str, vectors: Mapping[str, np.ndarray], *,
+                    batch_size: int = 1000) -> int:
+        """Write one vector field of existing documents (learned item vectors); ids that
+        are not stored are skipped. Returns how many documents were written."""
+        vf = self.spec.vector_field(field)
+        ids = list(vectors)
+        exists = self.exists_many(ids) if ids else []
+        todo = [(i, as_vector(vectors[i], vf.dims, vf.datatype, what=f"{field} of {i!r}"))
+                for i, ok in zip(ids, exists, strict=True) if ok]
+        path = (vf.path or f"$.{vf.name}")
+        with translate_errors(self.name):
+            for start in range(0, len(todo), batch_size):
+                pipe = self.client.pipeline(transaction=False)
+                for item_id, vec in todo[start:start + batch_size]:
+                    if self.spec.storage == "json":
+                        pipe.execute_command("JSON.SET", self.key(item_id), path,
+                                             json.dumps(vec.tolist()))
+                    else:
+                        pipe.hset(self.key(item_id), vf.name, to_bytes(vec))
+                pipe.execute()
+        return len(todo)
+
     def delete(self, ids: Iterable[str]) -> int:
         keys = [self.key(check_id(i)) for i in ids]
         if not keys:

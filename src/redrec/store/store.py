@@ -196,6 +196,19 @@ class Store:
             self.client.delete(meta_key(kind, name))
             self.client.zrem(meta_key(kind, "_all"), name)
 
+    def put_blob(self, key: str, data: bytes) -> None:
+        with translate_errors():
+            self.client.set(key, data)
+
+    def get_blob(self, key: str) -> bytes | None:
+        with translate_errors():
+            value = self.client.get(key)
+        return None if value is None else bytes(value)
+
+    def delete_blob(self, key: str) -> None:
+        with translate_errors():
+            self.client.delete(key)
+
     # -- server ----------------------------------------------------------------------
 
     def server_info(self) -> dict[str, Any]:
