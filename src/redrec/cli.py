@@ -197,6 +197,7 @@ def _register_optional() -> None:
         ("redrec.cli_catalog", "register"),
         ("redrec.cli_faces", "faces"),
         ("redrec.cli_engine", "register"),
+        ("redrec.cli_learn", "register"),
     ):
         try:
             mod = importlib.import_module(module)
