@@ -101,3 +101,23 @@ def test_filter_expression_objects_pass_through():
 def test_malformed_filters_are_invalid_input(bad, match):
     with pytest.raises(InvalidInput, match=match):
         compile_filter(SPEC, bad)
+
+
+def test_selectivity_is_estimated_from_clauses():
+    from redrec.store.filters import estimate_selectivity
+
+    shares = {"@genre:{a}": 0.2, "@genre:{b}": 0.3, "@price:[-inf 10]": 0.5}
+    seen = []
+
+    def share(clause):
+        seen.append(clause)
+        return shares[clause]
+
+    assert estimate_selectivity(SPEC, None, share) == 1.0
+    assert estimate_selectivity(SPEC, {"genre": ["a", "b"]}, share) == pytest.approx(0.5)
+    both = {"genre": "a", "price": {"lte": 10}}
+    assert estimate_selectivity(SPEC, both, share) == pytest.approx(0.1)
+    assert estimate_selectivity(SPEC, {"not": {"genre": "a"}}, share) == pytest.approx(0.8)
+    assert estimate_selectivity(SPEC, {"or": [{"genre": "a"}, {"genre": "b"}]},
+                                share) == pytest.approx(0.5)
+    assert set(seen) == set(shares)  # only leaf clauses are ever measured

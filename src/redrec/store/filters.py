@@ -19,7 +19,7 @@ A :class:`redisvl.query.filter.FilterExpression` built in code is accepted as is
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redisvl.query.filter import FilterExpression, Geo, GeoRadius, Num, Tag, Text
@@ -28,7 +28,13 @@ from redisvl.utils.token_escaper import TokenEscaper
 from redrec.exceptions import InvalidInput, NotFoundError
 from redrec.store.schema import IndexSpec
 
-__all__ = ["Filter", "compile_filter", "escape_text_words", "parse_cli_filters"]
+__all__ = [
+    "Filter",
+    "compile_filter",
+    "escape_text_words",
+    "estimate_selectivity",
+    "parse_cli_filters",
+]
 
 Filter = Mapping[str, Any] | FilterExpression | None
 
@@ -253,3 +259,33 @@ def _cli_geo(name: str, where: str) -> dict[str, Any]:
                 "unit": unit}
     except ValueError:
         raise InvalidInput(f"geo filter on {name!r}: {where!r} is not lon,lat,radius") from None
+
+
+def estimate_selectivity(
+    spec: IndexSpec, value: Filter, fraction: Callable[[str], float]
+) -> float:
+    """The share of documents a filter passes, from the shares of its leaf clauses
+    (``fraction`` measures one clause string; callers cache it), assuming independent
+    clauses: AND multiplies, OR adds (capped at 1), NOT complements, a tag list sums its
+    values. Leaf clauses repeat across requests far more than whole filters do."""
+    if value is None or (isinstance(value, Mapping) and not value):
+        return 1.0
+    if isinstance(value, FilterExpression):
+        return fraction(str(value))
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"a filter must be a JSON object, got {type(value).__name__}")
+    share = 1.0
+    for key, arg in value.items():
+        if key == "and":
+            for item in arg:
+                share *= estimate_selectivity(spec, item, fraction)
+        elif key == "or":
+            share *= min(1.0, sum(estimate_selectivity(spec, item, fraction) for item in arg))
+        elif key == "not":
+            share *= 1.0 - estimate_selectivity(spec, arg, fraction)
+        elif isinstance(arg, list) and spec.fields.get(key) is not None \
+                and spec.fields[key].type == "tag":
+            share *= min(1.0, sum(fraction(str(_field_clause(spec, key, v))) for v in arg))
+        else:
+            share *= fraction(str(_field_clause(spec, key, arg)))
+    return share

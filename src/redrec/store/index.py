@@ -18,7 +18,7 @@ from tqdm import tqdm
 from redrec.exceptions import InvalidInput, NotFoundError, RedrecError, SchemaError
 from redrec.store._errors import translate, translate_errors
 from redrec.store.documents import check_id, to_hash, to_json
-from redrec.store.filters import Filter, compile_filter
+from redrec.store.filters import Filter, compile_filter, estimate_selectivity
 from redrec.store.keys import doc_id, doc_key
 from redrec.store.query import DISTANCE, SearchArgs, knn_args, range_args
 from redrec.store.schema import IndexSpec
@@ -346,7 +346,7 @@ class VectorIndex:
         filter_str = str(expr) if expr is not None else None
         policy = None
         if filter_str is not None and vf.algorithm == "hnsw":
-            policy = self._hybrid_policy(filter_str, hybrid_policy)
+            policy = self._hybrid_policy(filters, hybrid_policy)
         if policy == "ADHOC_BF":
             ef = None  # brute force over the filtered documents: EF_RUNTIME is refused
         args = knn_args(
@@ -358,34 +358,40 @@ class VectorIndex:
         )
         return Prepared(self, args, exclude, offset, k)
 
-    def _hybrid_policy(self, filter_str: str, policy: str) -> str | None:
+    def _hybrid_policy(self, filters: Filter, policy: str) -> str | None:
         """How RediSearch should combine a filter with HNSW search.
 
         RediSearch 2.10 tends to pick ADHOC_BF (distance to every passing document) even
         for filters most documents pass, which costs milliseconds on 20k items; BATCHES
-        (HNSW, then filter) is several times faster there but slow for selective filters.
-        ``auto`` measures the filter's selectivity once (cached a minute) and picks
-        BATCHES when at least 10% of documents pass.
+        (HNSW, then filter) is several times faster there but slow, and loses recall,
+        for selective filters. ``auto`` estimates the filter's selectivity from its
+        clauses (each counted once a minute, cached) and picks BATCHES when at least 10%
+        of documents pass.
         """
         if policy == "auto":
-            now = time.monotonic()
-            cached = self._selectivity.get(filter_str)
-            if cached is None or now - cached[0] > 60.0:
-                with translate_errors(self.name):
-                    reply = self.client.execute_command(
-                        "FT.SEARCH", self.name, filter_str, "LIMIT", 0, 0, "DIALECT", 2)
-                    total = reply[b"total_results"] if isinstance(reply, dict) else reply[0]
-                    docs = max(1, self.count())
-                if len(self._selectivity) > 1000:
-                    self._selectivity.clear()
-                cached = (now, int(total) / docs)
-                self._selectivity[filter_str] = cached
-            return "BATCHES" if cached[1] >= 0.1 else "ADHOC_BF"
+            share = estimate_selectivity(self.spec, filters, self._clause_share)
+            return "BATCHES" if share >= 0.1 else "ADHOC_BF"
         if policy in ("BATCHES", "ADHOC_BF"):
             return policy
         if policy is None or policy == "default":
             return None
         raise InvalidInput(f"hybrid_policy must be auto, default, BATCHES or ADHOC_BF, got {policy!r}")
+
+    def _clause_share(self, clause: str) -> float:
+        now = time.monotonic()
+        cached = self._selectivity.get(clause)
+        if cached is None or now - cached[0] > 60.0:
+            with translate_errors(self.name):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.execute_command("FT.SEARCH", self.name, clause, "LIMIT", 0, 0, "DIALECT", 2)
+                pipe.execute_command("FT.SEARCH", self.name, "*", "LIMIT", 0, 0, "DIALECT", 2)
+                passing, total = (r[b"total_results"] if isinstance(r, dict) else r[0]
+                                  for r in pipe.execute())
+            if len(self._selectivity) > 10_000:
+                self._selectivity.clear()
+            cached = (now, int(passing) / max(1, int(total)))
+            self._selectivity[clause] = cached
+        return cached[1]
 
     def find(
         self,
