@@ -6,7 +6,6 @@ written in MULTI/EXEC batches, so bad input never leaves a half-ingested catalog
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 from redrec.catalog.encoders import Encoder, get_encoder
 from redrec.catalog.mapping import Mapping, VectorMap
 from redrec.catalog.readers import Record, read_records
+from redrec.embed.cache import encode_cached
 from redrec.exceptions import ConfigError, InvalidInput, NotFoundError, SchemaError
 from redrec.store import Store, VectorIndex
 from redrec.store.documents import check_id
@@ -98,7 +98,8 @@ def ingest(
         for kind, vm in m.vector_maps()
     }
     dims = {vm.field: encs[kind].dim for kind, vm in m.vector_maps()}
-    index = _ensure_index(store, m, dims, recreate)
+    existing = _existing_index(store, m, dims, recreate)
+    index = existing or VectorIndex(store.client, m.index_spec(dims))
 
     t0 = time.perf_counter()
     cache = RedisEmbeddingCache(store.client)
@@ -120,6 +121,8 @@ def ingest(
             for n, (r, i) in enumerate(zip(records, ids, strict=True))]
     t1 = time.perf_counter()
     prepared = index.prepare(docs, id_field=m.id)
+    if existing is None:  # created only once every record passed its checks
+        index = store.create_aliased_index(index.spec)
     index.write_prepared(prepared, batch_size=batch_size, progress=progress)
     report.written = len(prepared)
     if prune:
@@ -164,14 +167,17 @@ def _check_records(m: Mapping, records: list[Record]) -> list[str]:
     return ids
 
 
-def _ensure_index(store: Store, m: Mapping, dims: dict[str, int], recreate: bool) -> VectorIndex:
+def _existing_index(
+    store: Store, m: Mapping, dims: dict[str, int], recreate: bool
+) -> VectorIndex | None:
+    """The catalogue's index if it exists and fits the mapping (None if it must be made)."""
     spec = m.index_spec(dims)
     if recreate and spec.name in store.list_indexes() + _aliases(store, spec.name):
         store.drop_index(spec.name)
     try:
         existing = store.index(spec.name)
     except NotFoundError:
-        return store.create_aliased_index(spec)
+        return None
     for name, dim in dims.items():
         have = existing.spec.vectors.get(name)
         if have is None:
@@ -202,6 +208,7 @@ def _aliases(store: Store, name: str) -> list[str]:
 
 
 def _content(kind: str, vm: VectorMap, r: Record, base: Path) -> str | None:
+    """What to embed for one record: its text, or its image's path/URL (checked)."""
     if kind == "text":
         parts = [lookup(r.data, s) for s in vm.source]
         texts = [" ".join(map(str, p)) if isinstance(p, list) else str(p)
@@ -216,15 +223,13 @@ def _content(kind: str, vm: VectorMap, r: Record, base: Path) -> str | None:
     path = Path(s) if Path(s).is_absolute() else base / s
     if not path.exists():
         raise NotFoundError(f"{r.where}: image {s!r} not found (looked at {path})")
+    from redrec.embed.image import load_image
+
+    try:
+        load_image(path)  # a corrupt file is named here, not deep inside a batch
+    except InvalidInput as exc:
+        raise InvalidInput(f"{r.where}: image {s!r}: {exc}") from None
     return str(path)
-
-
-def _content_key(kind: str, content: str) -> str:
-    if kind == "image" and not content.startswith(("http://", "https://")):
-        data = Path(content).read_bytes()  # an image is keyed by its bytes, not its path
-    else:
-        data = content.encode()
-    return hashlib.sha256(data).hexdigest()
 
 
 def _embed(
@@ -234,26 +239,20 @@ def _embed(
     cache: RedisEmbeddingCache,
     progress: bool,
 ) -> tuple[list[np.ndarray | None], int, int]:
+    """Vectors for ``contents`` (None where there is nothing to embed), computing only
+    what the cache lacks; returns (vectors, computed, taken from the cache). Images are
+    keyed by their bytes, not their path, so an edited file is re-embedded."""
     present = [i for i, c in enumerate(contents) if c is not None]
-    keys = [_content_key(kind, contents[i]) for i in present]  # type: ignore[arg-type]
-    found = cache.get_many(encoder.name, keys)
+    payload: list[str | bytes] = [
+        Path(c).read_bytes() if kind == "image" and not c.startswith(("http://", "https://"))
+        else c
+        for c in (contents[i] for i in present)  # type: ignore[union-attr]
+    ]
+    vecs, computed = encode_cached(encoder, payload, cache, progress=progress)
     out: list[np.ndarray | None] = [None] * len(contents)
-    missing: dict[str, list[int]] = {}
-    for i, key, vec in zip(present, keys, found, strict=True):
-        if vec is not None and vec.shape[0] == encoder.dim:
-            out[i] = vec
-        else:
-            missing.setdefault(key, []).append(i)
-    if missing:
-        order = list(missing)
-        todo = [contents[missing[k][0]] for k in order]
-        computed = encoder.encode(todo, progress=progress)
-        cache.set_many(encoder.name, {k: computed[j] for j, k in enumerate(order)})
-        for j, k in enumerate(order):
-            for i in missing[k]:
-                out[i] = computed[j]
-    n_computed = len(missing)
-    return out, n_computed, len(present) - sum(len(v) for v in missing.values())
+    for j, i in enumerate(present):
+        out[i] = vecs[j]
+    return out, computed, len(present) - computed
 
 
 def _typed(m: Mapping, name: str, value: Any, where: str) -> Any:

@@ -285,10 +285,20 @@ class VectorIndex:
         vf = self.spec.vector_field(field)
         return vf.name, to_bytes(as_vector(vector, vf.dims, vf.datatype, what="query vector"))
 
-    def _return_fields(self, return_fields: Sequence[str] | None) -> list[str]:
-        if return_fields is None:
-            return [n for n, f in self.spec.fields.items() if f.type != "vector"]
-        return list(return_fields)
+    def _return_fields(self, return_fields: Sequence[str] | None) -> list[str | tuple[str, str]]:
+        """Field names to return (all non-vector fields by default). A JSON field indexed
+        at ``$.x[*]`` is returned as ``$.x AS name`` so the whole list comes back, not
+        its first element."""
+        names = ([n for n, f in self.spec.fields.items() if f.type != "vector"]
+                 if return_fields is None else list(return_fields))
+        out: list[str | tuple[str, str]] = []
+        for n in names:
+            f = self.spec.fields.get(n)
+            if self.spec.storage == "json" and f is not None and f.path and f.path.endswith("[*]"):
+                out.append((f.path[:-3], n))
+            else:
+                out.append(n)
+        return out
 
     def knn(
         self,

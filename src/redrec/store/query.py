@@ -22,7 +22,7 @@ class SearchArgs:
 
     query: str
     params: dict[str, bytes | int | float]
-    return_fields: Sequence[str] | None
+    return_fields: Sequence[str | tuple[str, str]] | None
     offset: int
     num: int
     # Vector queries sort by distance; a plain search may sort by a field or not at all.
@@ -32,8 +32,11 @@ class SearchArgs:
     def command(self, index: str) -> list[bytes | str | int | float]:
         args: list[bytes | str | int | float] = ["FT.SEARCH", index, self.query]
         if self.return_fields is not None:
-            fields = [*self.return_fields, *([DISTANCE] if self.params else [])]
-            args += ["RETURN", len(fields), *fields] if fields else ["NOCONTENT"]
+            tokens: list[str] = []
+            for f in self.return_fields:  # a name, or (JSON path, name) for "path AS name"
+                tokens += [f[0], "AS", f[1]] if isinstance(f, tuple) else [f]
+            tokens += [DISTANCE] if self.params else []
+            args += ["RETURN", len(tokens), *tokens] if tokens else ["NOCONTENT"]
         if self.sort_by:
             args += ["SORTBY", self.sort_by, "DESC" if self.descending else "ASC"]
         args += ["LIMIT", self.offset, self.num]
@@ -57,7 +60,7 @@ def knn_args(
     k: int,
     *,
     filter_str: str | None = None,
-    return_fields: Sequence[str] | None = None,
+    return_fields: Sequence[str | tuple[str, str]] | None = None,
     offset: int = 0,
     num: int | None = None,
     ef_runtime: int | None = None,
@@ -85,7 +88,7 @@ def range_args(
     radius: float,
     *,
     filter_str: str | None = None,
-    return_fields: Sequence[str] | None = None,
+    return_fields: Sequence[str | tuple[str, str]] | None = None,
     offset: int = 0,
     num: int = 10,
     epsilon: float | None = None,
