@@ -58,9 +58,8 @@ def test_embedded_server_has_search_and_json_and_persists(tmp_path):
 
 
 def test_data_dir_is_exclusive(tmp_path):
-    with EmbeddedRedis(tmp_path):
-        with pytest.raises(StoreUnavailable, match="another redrec process"):
-            EmbeddedRedis(tmp_path).start()
+    with EmbeddedRedis(tmp_path), pytest.raises(StoreUnavailable, match="another redrec process"):
+        EmbeddedRedis(tmp_path).start()
 
 
 def test_connect_stops_its_server_on_close(tmp_path):
@@ -108,7 +107,7 @@ def test_daemon_start_status_stop_keeps_data(tmp_path):
     assert _wait_gone(info.pid)
     assert daemon_status(home) is None
     assert not stop_daemon(home)
-    info2 = start_daemon(home, data)
+    start_daemon(home, data)
     try:
         with redrec.connect(Settings(home=home)) as store:
             assert store.client.get("kept") in (b"yes", "yes")

@@ -207,10 +207,8 @@ def evaluate(
         else:
             result.misses.append(Miss(str(path), person, nearest, answer.distance))
 
-    if faceset:
-        encode_s = faceset.encode_seconds / faceset.size
-    else:
-        encode_s = (t1 - t0) / max(len(to_enrol), 1)
+    encode_s = (faceset.encode_seconds / faceset.size if faceset
+                else (t1 - t0) / max(len(to_enrol), 1))
     result.timings = {
         "enrolled_faces": float(len(to_enrol)),
         "enroll_seconds": (t2 - t1) + (0.0 if faceset else t1 - t0),

@@ -42,7 +42,7 @@ def parse_timestamp(value: Any, *, now: float | None = None) -> float:
             except ValueError:
                 raise InvalidInput(f"bad timestamp {value!r}: use epoch seconds or ISO 8601") from None
             if dt.tzinfo is None:
-                raise InvalidInput(f"bad timestamp {value!r}: give a time zone (e.g. Z)")
+                raise InvalidInput(f"bad timestamp {value!r}: give a time zone (e.g. Z)") from None
             ts = dt.timestamp()
     else:
         raise InvalidInput(f"bad timestamp {value!r}")

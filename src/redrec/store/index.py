@@ -294,8 +294,9 @@ class VectorIndex:
         out: list[str | tuple[str, str]] = []
         for n in names:
             f = self.spec.fields.get(n)
-            if self.spec.storage == "json" and f is not None and f.path and f.path.endswith("[*]"):
-                out.append((f.path[:-3], n))
+            multi = f is not None and bool(f.path) and str(f.path).endswith("[*]")
+            if self.spec.storage == "json" and multi:
+                out.append((str(f.path)[:-3], n))  # type: ignore[union-attr]
             else:
                 out.append(n)
         return out
@@ -436,7 +437,8 @@ class VectorIndex:
     ) -> list[Hit]:
         """Documents within ``radius`` (in the index's distance), nearest first, paged."""
         _check_page(limit, offset)
-        if isinstance(radius, bool) or not isinstance(radius, int | float) or not np.isfinite(radius) or radius < 0:
+        number = isinstance(radius, int | float) and not isinstance(radius, bool)
+        if not number or not np.isfinite(radius) or radius < 0:
             raise InvalidInput(f"radius must be a non-negative number, got {radius!r}")
         name, blob = self._blob(vector, field)
         fetch = offset + limit + len(exclude)

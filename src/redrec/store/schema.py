@@ -30,7 +30,14 @@ from redrec.exceptions import NotFoundError, SchemaError
 from redrec.store.keys import normalise_prefix
 from redrec.store.vectors import DTYPES
 
-__all__ = ["DEFAULT_EF_CONSTRUCTION", "DEFAULT_EF_RUNTIME", "DEFAULT_EPSILON", "FieldInfo", "IndexSpec", "VectorField"]
+__all__ = [
+    "DEFAULT_EF_CONSTRUCTION",
+    "DEFAULT_EF_RUNTIME",
+    "DEFAULT_EPSILON",
+    "FieldInfo",
+    "IndexSpec",
+    "VectorField",
+]
 
 # Chosen from benchmarks/bench_store.py on 100k 384-d vectors (see benchmarks/README.md):
 # EF_RUNTIME 64 gives recall@10 >= 0.97 at ~0.6 ms; EF_CONSTRUCTION 64 (RedisVL's default

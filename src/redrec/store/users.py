@@ -26,8 +26,6 @@ from typing import Any
 import numpy as np
 import redis
 
-
-
 from redrec.store._errors import translate_errors
 from redrec.store.index import Hit, VectorIndex
 from redrec.store.keys import user_key
