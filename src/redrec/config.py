@@ -6,11 +6,13 @@ Library code never reads ``os.environ``: it receives a :class:`Settings`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "read_yaml"]
 
 
 def _default_home() -> Path:
@@ -39,3 +41,18 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.home / "redis"
+
+
+def read_yaml(path: str | Path, what: str, error: type[Exception] | None = None) -> Any:
+    """The parsed YAML file at ``path``; a missing file is a NotFoundError and a broken
+    one ``error`` (ConfigError by default), both naming ``what`` the file was for."""
+    from redrec.exceptions import ConfigError, NotFoundError
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"no {what} file at {p}")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise (error or ConfigError)(f"{what} {p} is not valid YAML: {first}") from None

@@ -26,10 +26,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from redrec.exceptions import ConfigError, NotFoundError
+from redrec.config import read_yaml
+from redrec.exceptions import ConfigError
 from redrec.store import IndexSpec
 from redrec.store.keys import normalise_prefix
 
@@ -107,13 +107,7 @@ class Mapping(BaseModel):
         if isinstance(value, Mapping):
             return value
         if isinstance(value, str | Path):
-            path = Path(value)
-            if not path.exists():
-                raise NotFoundError(f"no mapping file at {path}")
-            try:
-                value = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"mapping {path} is not valid YAML: {exc}") from None
+            value = read_yaml(value, "mapping")
         if not isinstance(value, dict):
             raise ConfigError("a mapping must be a YAML/JSON object")
         try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from redrec.catalog.registry import find_catalog
+from redrec.config import read_yaml
 from redrec.engine.config import EngineConfig
 from redrec.engine.engine import Engine
-from redrec.exceptions import ConfigError, NotFoundError
+from redrec.exceptions import ConfigError
 from redrec.store import Store
 
 __all__ = ["load_config", "open_engine"]
@@ -23,13 +23,7 @@ def load_config(value: EngineConfig | dict[str, Any] | str | Path | None) -> Eng
     if isinstance(value, EngineConfig):
         return value
     if isinstance(value, str | Path):
-        path = Path(value)
-        if not path.exists():
-            raise NotFoundError(f"no engine config at {path}")
-        try:
-            value = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        value = read_yaml(value, "engine config") or {}
     try:
         return EngineConfig.model_validate(value)
     except ValidationError as exc:

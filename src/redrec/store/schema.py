@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from redisvl.schema import IndexSchema
 
+from redrec.config import read_yaml
 from redrec.exceptions import NotFoundError, SchemaError
 from redrec.store.keys import normalise_prefix
 from redrec.store.vectors import DTYPES
@@ -118,14 +118,7 @@ class IndexSpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> IndexSpec:
-        p = Path(path)
-        if not p.exists():
-            raise NotFoundError(f"no index definition file at {p}")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise SchemaError(f"{p} is not valid YAML: {_first_line(exc)}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_yaml(path, "index definition", SchemaError))
 
     @classmethod
     def coerce(cls, value: IndexSpec | IndexSchema | dict[str, Any] | str | Path) -> IndexSpec:
