@@ -60,12 +60,13 @@ class Catalog:
         return self._index
 
     def encoder(self, kind: str) -> Encoder:
+        """The encoder for queries of ``kind`` (its ``query_backend``)."""
         if kind not in self._encoders:
             vm = self.mapping.text if kind == "text" else self.mapping.image
             if vm is None:
                 raise InvalidInput(f"catalogue {self.mapping.index!r} has no {kind} vectors")
             model = self.mapping.text_model if kind == "text" else self.mapping.image_model
-            self._encoders[kind] = get_encoder(kind, model, vm.backend)
+            self._encoders[kind] = get_encoder(kind, model, vm.query_backend or vm.backend)
         return self._encoders[kind]
 
     def _field(self, kind: str) -> str:
