@@ -124,8 +124,12 @@ def test_pairs_keep_line_order_as_time(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("", "empty file"), ("\n\n", "empty file"), ("u1 a\nu2\n", ":2: expected 'user item'"),
-     ("u1 a 5\n", ":1: expected 'user item', got 3")],
+    [
+        ("", "empty file"),
+        ("\n\n", "empty file"),
+        ("u1 a\nu2\n", ":2: expected 'user item'"),
+        ("u1 a 5\n", ":1: expected 'user item', got 3"),
+    ],
 )
 def test_bad_pairs_raise_invalid_input(tmp_path: Path, text: str, needle: str) -> None:
     path = write(tmp_path / "bad.txt", text)

@@ -112,8 +112,7 @@ def test_sampled_protocol_ranks_target_among_negatives() -> None:
     model = Fixed(catalogue, [float(i) for i in range(10)])
     cases = [EvalCase("u", ["0"], "5"), EvalCase("v", ["0"], "9")]
     negatives = np.array([[1, 2, 6], [1, 2, -1]])
-    result = evaluate(model, cases, catalogue=catalogue, k=1, protocol="sampled",
-                      negatives=negatives)
+    result = evaluate(model, cases, catalogue=catalogue, k=1, protocol="sampled", negatives=negatives)
     assert result["HR@1"] == 0.5  # 5 loses to 6; 9 beats 1, 2
     assert result["MRR"] == pytest.approx((1 / 2 + 1) / 2)
     assert "Recall@1" not in result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,9 @@ def cycle_sequences(users: int = 150, items: int = 10, seed: int = 0) -> dict[st
     return out
 
 
-SMALL_TOWER = TowerConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0, epochs=40,
-                          batch_size=32, lr=0.01, seed=3)
+SMALL_TOWER = TowerConfig(
+    dim=16, layers=1, heads=1, max_len=8, dropout=0.0, epochs=40, batch_size=32, lr=0.01, seed=3
+)
 
 FACTORIES = {
     "popularity": Popularity,
@@ -52,8 +54,22 @@ FACTORIES = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train fastest on one thread, and do not stall on a busy machine."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def fitted() -> dict[str, Recommender]:
+def fitted(one_torch_thread: None) -> dict[str, Recommender]:
     data = abc_sequences()
     return {name: make().fit(data) for name, make in FACTORIES.items()}
 
@@ -68,9 +84,7 @@ def test_known_answer_after_a_b_comes_c(fitted: dict[str, Recommender], name: st
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_contract_shapes_unknown_items_and_exclusions(
-    fitted: dict[str, Recommender], name: str
-) -> None:
+def test_contract_shapes_unknown_items_and_exclusions(fitted: dict[str, Recommender], name: str) -> None:
     model = fitted[name]
     n = len(model.item_ids)
     assert set(model.item_ids) == {i for items in abc_sequences().values() for i in items}
@@ -107,8 +121,10 @@ def test_save_load_round_trip_gives_identical_scores(
         assert loaded.item_vectors().dtype == np.float32
         assert np.array_equal(loaded.user_vector(["A", "B"]), model.user_vector(["A", "B"]))
     # Same content, same version: the hash does not depend on when it was saved.
-    assert json.loads((model.save(tmp_path / "again").joinpath("config.json")).read_text())[
-        "version"] == config["version"]
+    assert (
+        json.loads((model.save(tmp_path / "again").joinpath("config.json")).read_text())["version"]
+        == config["version"]
+    )
 
 
 def test_load_errors(tmp_path: Path, fitted: dict[str, Recommender]) -> None:
@@ -118,6 +134,9 @@ def test_load_errors(tmp_path: Path, fitted: dict[str, Recommender]) -> None:
     with pytest.raises(InvalidInput, match="not ALS"):
         ALS.load(path)
     config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(config | {"params": {"bogus": 1}}))
+    with pytest.raises(InvalidInput, match="does not match"):
+        load_model(path)
     (path / "config.json").write_text(json.dumps(config | {"format_version": 99}))
     with pytest.raises(InvalidInput, match="newer"):
         load_model(path)
@@ -135,6 +154,17 @@ def test_tower_learns_order_that_counts_cannot_see() -> None:
         assert tower.recommend(history, k=1)[0].item_id == f"i{(start + 2) % 10}"
 
 
+def test_tower_sampled_softmax_learns_the_order_too() -> None:
+    data = cycle_sequences()
+    tower = UserTower(SMALL_TOWER, loss="sampled", negatives=6).fit(data)
+    assert tower.metadata["loss"] == "sampled"
+    hits = sum(
+        tower.recommend([f"i{s}", f"i{(s + 1) % 10}"], k=1)[0].item_id == f"i{(s + 2) % 10}"
+        for s in range(10)
+    )
+    assert hits >= 9
+
+
 def test_tower_is_seeded_and_its_numpy_forward_matches_torch(
     fitted: dict[str, Recommender],
 ) -> None:
@@ -146,8 +176,13 @@ def test_tower_is_seeded_and_its_numpy_forward_matches_torch(
     again = UserTower(SMALL_TOWER).fit(abc_sequences())
     assert np.array_equal(again.item_vectors(), model.item_vectors())
     net = tower_module._network(torch)(len(model.item_ids), model.config)
-    state = {("items.weight" if k == "items" else "positions.weight" if k == "positions" else k):
-             torch.from_numpy(v) for k, v in model._arrays().items() if k != "empty"}
+    state = {
+        ("items.weight" if k == "items" else "positions.weight" if k == "positions" else k): torch.from_numpy(
+            v
+        )
+        for k, v in model._arrays().items()
+        if k != "empty"
+    }
     net.load_state_dict(state)
     net.eval()
     histories = [["A"], ["n1", "A", "B"], ["n2", "n3", "A", "B", "C", "n4", "n5", "n6", "n7"]]
@@ -186,9 +221,7 @@ def test_als_user_vector_is_implicits_recalculate_user() -> None:
     assert np.allclose(model.user_vector(history), expected, atol=1e-4)
 
 
-def test_serving_a_saved_model_does_not_import_torch(
-    fitted: dict[str, Recommender], tmp_path: Path
-) -> None:
+def test_serving_a_saved_model_does_not_import_torch(fitted: dict[str, Recommender], tmp_path: Path) -> None:
     for name in ("als", "tower"):
         fitted[name].save(tmp_path / name)
     code = (

@@ -64,8 +64,10 @@ class Interactions:
 
     def __post_init__(self) -> None:
         n = len(self.user_ids)
-        if len(self.item_ids) != n or len(self.timestamps) != n or (
-            self.ratings is not None and len(self.ratings) != n
+        if (
+            len(self.item_ids) != n
+            or len(self.timestamps) != n
+            or (self.ratings is not None and len(self.ratings) != n)
         ):
             raise InvalidInput("interaction columns have different lengths")
 
@@ -188,8 +190,7 @@ def _read_table(path: Path) -> tuple[list[tuple[str, str]], Iterator[tuple[int, 
             values = line.split("\t")
             if len(values) != len(columns):
                 raise InvalidInput(
-                    f"{path}:{number}: expected {len(columns)} tab-separated values, "
-                    f"got {len(values)}"
+                    f"{path}:{number}: expected {len(columns)} tab-separated values, got {len(values)}"
                 )
             yield number, values
 
@@ -252,9 +253,7 @@ def read_recbole(path_or_dir: str | Path) -> Interactions:
         items.append(_token(inter, number, _ITEM, values[i_at]))
         if r_at is not None:
             ratings.append(_float(inter, number, _RATING, values[r_at]))
-        times.append(
-            _float(inter, number, _TIMESTAMP, values[t_at]) if t_at is not None else len(times)
-        )
+        times.append(_float(inter, number, _TIMESTAMP, values[t_at]) if t_at is not None else len(times))
     if not users:
         raise InvalidInput(f"{inter}: no interactions after the header")
     return Interactions(
@@ -287,9 +286,7 @@ def read_pairs(path: str | Path) -> Interactions:
         if not tokens:
             continue
         if len(tokens) != 2:
-            raise InvalidInput(
-                f"{path}:{number}: expected 'user item', got {len(tokens)} token(s): {line!r}"
-            )
+            raise InvalidInput(f"{path}:{number}: expected 'user item', got {len(tokens)} token(s): {line!r}")
         users.append(tokens[0])
         items.append(tokens[1])
     if not users:

@@ -46,9 +46,7 @@ class LeaveOneOut:
         return sum(len(items) for items in self.train.values())
 
 
-def leave_one_out(
-    sequences: Mapping[str, Sequence[str]], *, min_length: int = 3
-) -> LeaveOneOut:
+def leave_one_out(sequences: Mapping[str, Sequence[str]], *, min_length: int = 3) -> LeaveOneOut:
     """Split chronological sequences; users with fewer than ``min_length`` go to training only.
 
     ``min_length`` must be at least 3 so an evaluated user keeps one training item.

@@ -143,7 +143,7 @@ class Recommender(ABC):
         }
         (path / "items.json").write_text(items_json, encoding="utf-8")
         with (path / "arrays.npz").open("wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
         (path / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return path
 
@@ -155,7 +155,10 @@ class Recommender(ABC):
         model_cls = _model_class(kind)
         if not issubclass(model_cls, cls):
             raise InvalidInput(f"{path}: artifact holds a {kind!r} model, not {cls.__name__}")
-        model = model_cls._restore(config["params"], arrays)
+        try:
+            model = model_cls._restore(config["params"], arrays)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{path}: model artifact does not match its kind ({exc})") from exc
         model._set_items(items)
         model.metadata = dict(config.get("metadata") or {})
         model.metadata["version"] = config["version"]
@@ -225,8 +228,7 @@ def _model_class(kind: str) -> type[Recommender]:
     found = [
         obj
         for obj in vars(importlib.import_module(module)).values()
-        if isinstance(obj, type) and issubclass(obj, Recommender) and obj.__dict__.get("kind")
-        == kind
+        if isinstance(obj, type) and issubclass(obj, Recommender) and obj.__dict__.get("kind") == kind
     ]
     return found[0]
 

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from redrec.exceptions import InvalidInput
-from redrec.models.base import Recommender, index_items
+from redrec.models.base import Recommender, ScoredItem, index_items
 
 __all__ = ["ItemKNN"]
 
@@ -29,12 +29,16 @@ def history_matrix(histories: Sequence[Sequence[int]], n_items: int) -> sp.csr_m
     return sp.csr_matrix((data, indices, indptr), shape=(len(histories), n_items))
 
 
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
 class ItemKNN(Recommender):
     """Cosine item-item similarity, top ``neighbours`` per item, ``shrink`` damping rare pairs."""
 
     kind = "itemknn"
 
-    def __init__(self, *, neighbours: int = 100, shrink: float = 10.0, block: int = 1024):
+    def __init__(self, *, neighbours: int = 100, shrink: float = 10.0, block: int = 512):
         super().__init__()
         if neighbours < 1:
             raise InvalidInput(f"neighbours must be >= 1, got {neighbours}")
@@ -48,14 +52,14 @@ class ItemKNN(Recommender):
         n = len(item_ids)
         users = history_matrix([[index[i] for i in s] for s in sequences.values()], n)
         items = users.T.tocsr()
-        norms = np.sqrt(np.asarray(items.sum(axis=1)).ravel())
+        norms = np.sqrt(np.asarray(items.sum(axis=1)).ravel()).astype(np.float32)
         k = min(self.neighbours, n - 1) if n > 1 else 0
         rows, cols, vals = [], [], []
         # Blocks of rows keep memory at block x n_items, whatever the catalogue size.
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
-            co = (items[start:stop] @ users).toarray()
-            sim = co / (np.outer(norms[start:stop], norms) + self.shrink + 1e-9)
+            sim = (items[start:stop] @ users).toarray()  # co-occurrence counts, float32
+            sim /= np.outer(norms[start:stop], norms) + np.float32(self.shrink + 1e-9)
             sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
             if k == 0:
                 continue
@@ -65,9 +69,8 @@ class ItemKNN(Recommender):
             rows.append(np.repeat(np.arange(start, stop), k)[keep.ravel()])
             cols.append(top[keep])
             vals.append(top_vals[keep])
-        cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
         self._sim = sp.csr_matrix(
-            (cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=(n, n)
+            (_cat(vals, np.float32), (_cat(rows, np.int64), _cat(cols, np.int64))), shape=(n, n)
         )
         self._set_items(item_ids)
         return self
@@ -77,13 +80,13 @@ class ItemKNN(Recommender):
         hist = history_matrix([self._rows(h) for h in histories], len(self._item_ids))
         return np.asarray((hist @ self._sim).toarray(), dtype=np.float32)
 
-    def similar_items(self, item_id: str, k: int = 10) -> list[tuple[str, float]]:
+    def similar_items(self, item_id: str, k: int = 10) -> list[ScoredItem]:
         """The ``k`` nearest neighbours of one item (empty for an unknown item)."""
         if item_id not in self._index:
             return []
         row = self._sim.getrow(self._index[item_id])
         order = np.argsort(-row.data, kind="stable")[:k]
-        return [(self._item_ids[row.indices[j]], float(row.data[j])) for j in order]
+        return [ScoredItem(self._item_ids[row.indices[j]], float(row.data[j])) for j in order]
 
     def _params(self) -> dict[str, Any]:
         return {"neighbours": self.neighbours, "shrink": self.shrink, "block": self.block}
@@ -96,7 +99,5 @@ class ItemKNN(Recommender):
     def _restore(cls, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> Self:
         model = cls(**params)
         n = len(arrays["indptr"]) - 1
-        model._sim = sp.csr_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, n)
-        )
+        model._sim = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, n))
         return model
