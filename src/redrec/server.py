@@ -202,16 +202,7 @@ class EmbeddedRedis:
             self._unlock()
 
     def _lock(self) -> None:
-        fd = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreUnavailable(
-                f"another redrec process is using the Redis data in {self.data_dir}; "
-                "use `redrec server start` to share one server, or set REDIS_URL"
-            ) from None
-        self._lock_fd = fd
+        self._lock_fd = _lock_data_dir(self.data_dir)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -234,6 +225,20 @@ class EmbeddedRedis:
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(Exception):
                 proc.kill()
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """An exclusive lock on ``data_dir`` (one server per data directory); returns its fd."""
+    fd = os.open(data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreUnavailable(
+            f"another redrec process is using the Redis data in {data_dir}; "
+            "use `redrec server start` to share one server, or set REDIS_URL"
+        ) from None
+    return fd
 
 
 def _terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -285,14 +290,7 @@ def start_daemon(home: Path, data_dir: Path, *, timeout: float = 30.0) -> Server
         return running
     data_dir.mkdir(parents=True, exist_ok=True)
     # The daemon takes the data directory's lock itself by keeping an inherited fd open.
-    fd = os.open(data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreUnavailable(
-            f"another redrec process is using the Redis data in {data_dir}"
-        ) from None
+    fd = _lock_data_dir(data_dir)
     password = secrets.token_urlsafe(24)
     port = _free_port()
     try:
