@@ -131,3 +131,16 @@ Worker(engine, EventStream(store.client, name="{p}:events", group="g"), consumer
     assert stream.pending() == 0
     assert _total_events(engine, p) == 3000
     time.sleep(0)
+
+
+def test_pending_entries_trimmed_from_the_stream_are_released(setup, store):
+    engine, stream, p = setup
+    publish(stream, _events(p, 5))
+    dying = Worker(engine, stream, consumer="t", block_ms=10,
+                   on_batch=lambda _: (_ for _ in ()).throw(RuntimeError("died")))
+    with pytest.raises(RuntimeError):
+        dying.run_once()
+    assert stream.pending() == 5
+    store.client.xtrim(stream.name, maxlen=0)  # the entries' content is gone
+    Worker(engine, stream, consumer="t", block_ms=10).run(idle_exit_s=0.2)
+    assert stream.pending() == 0

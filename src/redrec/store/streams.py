@@ -55,6 +55,9 @@ class EventStream:
             entries = _entries(own)
             if entries:
                 return entries
+            trimmed = _trimmed(own)
+            if trimmed:  # pending entries the stream no longer holds: nothing to apply
+                self.client.xack(self.name, self.group, *trimmed)
             claimed = self.client.xautoclaim(self.name, self.group, consumer, min_idle_ms,
                                              start_id="0-0", count=count)
             entries = [(_s(i), _s(_fields(f)[b"e"])) for i, f in (claimed[1] if claimed else [])
@@ -108,6 +111,19 @@ def _fields(raw: Any) -> dict[bytes, Any]:
     if isinstance(raw, dict):
         return raw
     return dict(zip(raw[::2], raw[1::2], strict=True)) if raw else {}
+
+
+def _trimmed(reply: Any) -> list[str]:
+    """Ids of pending entries whose content was trimmed from the stream (fields nil)."""
+    out: list[str] = []
+    streams = reply.items() if isinstance(reply, dict) else (reply or [])
+    for _, rows in streams:
+        if len(rows) == 1 and isinstance(rows[0], list) and (
+            not rows[0] or isinstance(rows[0][0], list | tuple)
+        ):
+            rows = rows[0]
+        out += [_s(row[0]) for row in rows if row and not row[1]]
+    return out
 
 
 def _entries(reply: Any) -> list[tuple[str, str]]:
