@@ -2,8 +2,10 @@
 
 All of a user's keys share the hash tag ``{<user>}`` (one cluster slot):
 
-* ``redrec:profile:{u}``   HASH  ``n`` events, attributes (age, gender, occupation, loc),
-  and the session vector ``vec`` (FLOAT32, indexed for "people like you", saved lazily)
+* ``redrec:profile:{u}``   HASH  attributes (age, gender, occupation, loc) and the session
+  vector ``vec`` (FLOAT32, indexed for "people like you", saved every few events); it is
+  indexed, so the per-event counters live elsewhere (a write here re-indexes the vector)
+* ``redrec:user:{u}:meta``   HASH  ``n`` events applied, ``last`` event time
 * ``redrec:user:{u}:recent`` LIST  the latest interactions ``item, ts, weight, positive``,
   newest first (capped); the session vector is their time-decayed weighted average
 * ``redrec:user:{u}:excl``   ZSET  item -> until when it is excluded (inf: forever)
@@ -37,13 +39,14 @@ NS = "redrec"
 PROFILE_INDEX = "redrec_profiles"
 PROFILE_PREFIX = f"{NS}:profile:"
 
-# KEYS: profile recent excl aff seen log
+# KEYS: profile recent excl aff seen log meta
 # ARGV: event_id user item ts weight cats excl_until recent_cap dedupe payload positive aff_inc
 # The script does no vector math (that made it ~20x slower and re-indexed the profile
 # vector on every event): the session vector is derived from the recent entries, which
 # carry each item's timestamp and weight, when recommending.
 _TRACK_LUA = r"""
 local profile, recent, excl, aff, seen, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local meta = KEYS[7]
 local eid, user, item = ARGV[1], ARGV[2], ARGV[3]
 local ts, w = tonumber(ARGV[4]), ARGV[5]
 local cats, excl_until = ARGV[6], ARGV[7]
@@ -69,8 +72,8 @@ if cats ~= '' and aff_inc ~= 0 then
     redis.call('HINCRBYFLOAT', aff, cat, aff_inc)
   end
 end
-local n = redis.call('HINCRBY', profile, 'n', 1)
-redis.call('HSET', profile, 'uid', user, 'last', ts)
+local n = redis.call('HINCRBY', meta, 'n', 1)
+redis.call('HSET', meta, 'last', ts)
 return {n, tonumber(redis.call('HGET', profile, 'vn') or '-1')}
 """
 
@@ -147,7 +150,6 @@ class UserStore:
                 {"name": "gender", "type": "tag"},
                 {"name": "occupation", "type": "tag"},
                 {"name": "age", "type": "numeric"},
-                {"name": "n", "type": "numeric"},
                 {"name": "loc", "type": "geo"},
                 {"name": "vec", "type": "vector", "attrs": {
                     "dims": dim, "algorithm": "hnsw", "distance_metric": "cosine"}},
@@ -163,7 +165,8 @@ class UserStore:
     @staticmethod
     def keys(user_id: str) -> list[str]:
         return [UserStore.profile_key(user_id)] + [
-            user_key(NS, user_id, part) for part in ("recent", "excl", "aff", "seen", "log")
+            user_key(NS, user_id, part)
+            for part in ("recent", "excl", "aff", "seen", "log", "meta")
         ]
 
     def ensure_index(self) -> None:
@@ -247,15 +250,16 @@ class UserStore:
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for u in user_ids:
-                profile, recent, excl, aff, _, _ = self.keys(u)
+                profile, recent, excl, aff, _, _, meta = self.keys(u)
                 pipe.hgetall(profile)
                 pipe.lrange(recent, 0, n - 1)
                 pipe.zrangebyscore(excl, f"({now!r}", "+inf")
                 pipe.hgetall(aff)
+                pipe.hget(meta, "n")
             rows = pipe.execute()
         out = []
         for i, u in enumerate(user_ids):
-            prof, recent, excl, aff = rows[4 * i: 4 * i + 4]
+            prof, recent, excl, aff, count = rows[5 * i: 5 * i + 5]
             prof = {_s(k): v for k, v in prof.items()}
             prof.pop("vec", None)
             history = [_interaction(x) for x in recent]
@@ -264,7 +268,7 @@ class UserStore:
                 recent=list(dict.fromkeys(h.item_id for h in history if h.positive)),
                 excluded={_s(x) for x in excl},
                 affinity={_s(k): float(v) for k, v in aff.items()},
-                events=int(prof.get("n", b"0")),
+                events=int(count or 0),
                 attributes={k: _s(v) for k, v in prof.items()
                             if k in ("age", "gender", "occupation", "loc", "zip")},
                 vector_events=int(prof.get("vn", b"-1")),
@@ -296,10 +300,10 @@ class UserStore:
                 key = self.profile_key(user_id)
                 if vec is None:
                     pipe.hdel(key, "vec")
-                    pipe.hset(key, "vn", events)
+                    pipe.hset(key, mapping={"vn": events, "uid": user_id})
                 else:
                     pipe.hset(key, mapping={"vec": np.asarray(vec, dtype="<f4").tobytes(),
-                                            "vn": events})
+                                            "vn": events, "uid": user_id})
             pipe.execute()
 
     def similar_users(self, vector: np.ndarray, k: int, *, exclude: str | None = None,
