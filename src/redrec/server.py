@@ -27,7 +27,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -337,7 +336,3 @@ def stop_daemon(home: Path, timeout: float = 15.0) -> bool:
             os.kill(info.pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
     return was_running
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(find_binaries(), file=sys.stderr)
