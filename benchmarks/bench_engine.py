@@ -6,7 +6,8 @@ drawn around a favourite topic) are loaded; then it measures, in process:
 
 * ``track``     p50/p99 of single events (view/click/cart/purchase mix)
 * ``recommend`` p50/p99, k=10, with a category/price/stock filter and the user's
-                 exclusions, for random users with histories
+                 exclusions, for random users with histories (after the item-to-item
+                 neighbour lists are cached: ``Engine.warm_item_neighbours``, timed)
 * stream workers: events/s through the consumer group with 1 and 2 worker processes
 
     python benchmarks/bench_engine.py [--items 20000] [--users 10000]
@@ -120,6 +121,11 @@ def main() -> None:
             engine.track_many(events[s:s + 1000])
         batch_rate = len(events) / (time.perf_counter() - t)
 
+        # Item-to-item neighbour lists, cached in Redis (computed on first use otherwise).
+        t = time.perf_counter()
+        engine.warm_item_neighbours()
+        warm_s = time.perf_counter() - t
+
         rng = np.random.default_rng(3)
         lat_track = []
         for n in range(args.queries):
@@ -173,7 +179,8 @@ def main() -> None:
 
         emit("engine", {
             "items": args.items, "users": args.users, "history_events": len(events),
-            "catalog_load_s": round(load_s, 1), "track_many_events_per_s": round(batch_rate),
+            "catalog_load_s": round(load_s, 1), "item_neighbours_warm_s": round(warm_s, 1),
+            "track_many_events_per_s": round(batch_rate),
             "track": percentiles_ms(lat_track),
             "recommend_filtered": {**percentiles_ms(lat_rec), "min_len": min(sizes)},
             "recommend_plain": percentiles_ms(lat_plain),

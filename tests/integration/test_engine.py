@@ -231,3 +231,34 @@ def test_engine_needs_an_id_tag(store):
     ingest(store, mapping, shop_items(3), encoders=ENC)
     with pytest.raises(ConfigError, match="id field"):
         Engine(store, Catalog(store, mapping, encoders=ENC))
+
+
+def test_item_to_item_lists_are_filtered_cached_and_renewed_on_catalogue_change(engine, store):
+    view(engine, "ola", "p2")
+    recs = engine.recommend("ola", 10, filters={"in_stock": "yes"})
+    stock = {i["id"]: i["in_stock"] for i in shop_items()}
+    assert len(recs) == 10 and all(stock[r.item_id] == "yes" for r in recs)
+    assert any("similar to scifi product 2" in why for r in recs for why in r.reasons)
+    assert list(store.client.scan_iter("redrec:nn:*"))  # p2's neighbours are cached
+    twin = {**shop_items()[2], "id": "p999", "name": "scifi twin"}  # same text as p2
+    try:
+        ingest(store, SHOP_MAPPING, [twin], encoders=ENC)  # moves the generation on
+        recs = {r.item_id: r for r in engine.recommend("ola", 20)}
+        assert "similar to scifi product 2, which you looked at" in recs["p999"].reasons
+    finally:
+        engine.items.delete(["p999"])
+    assert "p999" not in {r.item_id for r in engine.recommend("ola", 20)}
+
+
+def test_people_like_you_by_attributes_for_a_new_user(engine):
+    engine.set_user("kim", gender="F", occupation="nurse", age=31)
+    engine.set_user("lou", gender="F", occupation="nurse", age=29)
+    engine.set_user("max", gender="M", occupation="lawyer", age=52)
+    for item in ("p31", "p32"):
+        view(engine, "lou", item)
+    for item in ("p51", "p52"):
+        view(engine, "max", item)
+    recs = engine.recommend("kim", 10)  # kim has no events at all
+    liked = {r.item_id for r in recs if "people like you liked it" in r.reasons}
+    assert {"p31", "p32"} <= liked and not {"p51", "p52"} & liked
+    assert engine.state("kim").attributes == {"gender": "F", "occupation": "nurse", "age": "31"}

@@ -180,3 +180,24 @@ def test_range_query_returns_everything_within_radius(loaded):
     assert all(h.fields["genre"] == "jazz" for h in filtered)
     paged = index.range(q, radius * 1.0001, limit=3, offset=2, exclude=["i20"])
     assert [h.id for h in paged] == [h.id for h in hits if h.id != "i20"][2:5]
+
+
+def test_among_checks_given_ids_against_a_filter(loaded):
+    index, _, _, _ = loaded
+    # i1, i4 are rock (i % 3 == 1); i2 is folk; "nope" does not exist
+    hits = index.among(["i1", "i2", "i4", "nope", "i1"], {"genre": "rock"},
+                       return_fields=["genre", "price"]).run()
+    assert sorted(h.id for h in hits) == ["i1", "i4"]
+    assert all(h.fields["genre"] == "rock" for h in hits)
+    assert sorted(h.id for h in index.among(["i2", "nope"]).run()) == ["i2"]  # exists: no filter
+    assert index.among([], {"genre": "rock"}).run() == []
+
+
+def test_writes_move_the_generation_on(loaded):
+    index, _, _, _ = loaded
+    gen = int(index.client.get(index.generation_key) or 0)
+    docs, _ = _docs()
+    index.upsert(docs[:1])
+    index.delete(["i299"])
+    assert int(index.client.get(index.generation_key)) == gen + 2
+    index.upsert(docs[-1:])

@@ -64,6 +64,11 @@ class EngineConfig(BaseModel):
     list_weights: dict[str, float] = Field(default_factory=lambda: {
         "tower": 4.0, "session": 1.0, "recent": 0.8, "people": 0.6, "popular": 0.3,
     })
+    # Item-to-item lists: each item's unfiltered nearest neighbours, this many, cached in
+    # Redis per catalogue generation (any write to the catalogue retires them) for this
+    # long; a request checks them against its filters in one INKEYS search.
+    item_list_depth: int = Field(default=100, ge=1, le=1000)
+    item_list_ttl_s: int = Field(default=3600, ge=1)
     recent_items: int = Field(default=2, ge=0, le=20)  # last items used for item-based lists
     neighbours: int = Field(default=20, ge=0, le=200)  # users for "people like you"
     cold_start_events: int = 3  # below this many events, popularity weighs more

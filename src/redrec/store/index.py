@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +182,7 @@ class VectorIndex:
                         pipe.execute_command("JSON.SET", key, "$", body)
                     else:
                         pipe.hset(key, mapping=body)
+                pipe.incr(self.generation_key)
                 with translate_errors(self.name):
                     results = pipe.execute(raise_on_error=True)
                 errors = [r for r in results if isinstance(r, Exception)]
@@ -218,7 +219,40 @@ class VectorIndex:
         if not keys:
             return 0
         with translate_errors(self.name):
-            return int(self.client.delete(*keys))
+            pipe = self.client.pipeline(transaction=not self._cluster)
+            pipe.delete(*keys)
+            pipe.incr(self.generation_key)
+            return int(pipe.execute()[0])
+
+    # -- derived data caches ------------------------------------------------------------
+
+    @property
+    def generation_key(self) -> str:
+        """A counter bumped by every document upsert or delete through this class: caches
+        of derived data (item-to-item neighbour lists) key on it, so a catalogue change
+        retires them. (Learned vectors written by :meth:`set_vectors` leave it alone.)"""
+        return f"redrec:gen:{self.prefix}"
+
+    def prepare_generation(self) -> Command:
+        return Command("GET", self.generation_key, finish=lambda r: int(r or 0))
+
+    def _neighbours_key(self, item_id: str, field: str, generation: int) -> str:
+        return f"redrec:nn:{generation}:{field}:{self.prefix}{item_id}"
+
+    def prepare_cached_neighbours(self, item_id: str, field: str, generation: int) -> Command:
+        """The cached unfiltered nearest neighbours of an item (ids, nearest first), or
+        None when not cached for this generation of the catalogue."""
+        def parse(raw: Any) -> list[str] | None:
+            if raw is None:
+                return None
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            return text.split("\x1f") if text else []
+        return Command("GET", self._neighbours_key(item_id, field, generation), finish=parse)
+
+    def cache_neighbours_command(self, item_id: str, field: str, generation: int,
+                                 ids: Sequence[str], ttl_s: int) -> Command:
+        return Command("SET", self._neighbours_key(item_id, field, generation),
+                       "\x1f".join(ids), "EX", max(1, int(ttl_s)))
 
     # -- reads -----------------------------------------------------------------------
 
@@ -422,6 +456,33 @@ class VectorIndex:
                           sort_by=sort_by, descending=descending)
         return Prepared(self, args, (), 0, limit)
 
+    def among(
+        self,
+        ids: Sequence[str],
+        filters: Filter = None,
+        *,
+        return_fields: Sequence[str] | None = None,
+    ) -> Prepared:
+        """Which of ``ids`` exist and pass ``filters``, with their fields: one FT.SEARCH
+        restricted to those documents (``INKEYS``), so the filter keeps RediSearch's own
+        semantics (tags, numeric ranges, geo, text) at a cost of microseconds per id.
+        Hits come back in no particular order."""
+        prefix = self.prefix
+        keys = [prefix + i for i in dict.fromkeys(ids)]  # ids from Redis replies
+        expr = compile_filter(self.spec, filters)
+        query = str(expr) if expr is not None else "*"
+        n = max(1, len(keys))
+        if n > MAX_K:
+            raise InvalidInput(f"at most {MAX_K} ids can be checked at once, got {n}")
+        args = SearchArgs(query, {}, self._return_fields(return_fields), 0, n, sort_by=None,
+                          keys=keys)
+        return Prepared(self, args, (), 0, n, empty=not keys)
+
+    def selectivity(self, filters: Filter) -> float:
+        """The estimated share of documents that pass ``filters`` (1.0 for none), from
+        cached per-clause counts (see :meth:`_hybrid_policy`)."""
+        return estimate_selectivity(self.spec, filters, self._clause_share)
+
     def range(
         self,
         vector: Any,
@@ -566,6 +627,9 @@ class VectorIndex:
                 values = reply[i + 1] if i + 1 < len(reply) else []
                 rows.append((reply[i], dict(zip(values[::2], values[1::2], strict=True))))
         hits: list[Hit] = []
+        prefix = self.prefix
+        cut = len(prefix)
+        decode = self._decode_field
         for key, attrs in rows:
             fields: dict[str, Any] = {}
             distance = float("nan")
@@ -574,8 +638,9 @@ class VectorIndex:
                 if fname == DISTANCE:
                     distance = float(value)
                 else:
-                    fields[fname] = self._decode_field(fname, value)
-            hits.append(Hit(doc_id(self.prefix, key.decode()), distance, fields))
+                    fields[fname] = decode(fname, value)
+            text = key.decode()
+            hits.append(Hit(text[cut:] if text.startswith(prefix) else text, distance, fields))
         return hits
 
     def _decode_field(self, name: str, value: bytes) -> Any:
@@ -588,15 +653,16 @@ class VectorIndex:
 class Prepared:
     """A checked search waiting to run; several run in one round trip with :func:`run_all`."""
 
-    __slots__ = ("args", "exclude", "index", "k", "offset")
+    __slots__ = ("args", "empty", "exclude", "index", "k", "offset")
 
     def __init__(self, index: VectorIndex, args: SearchArgs, exclude: Collection[str],
-                 offset: int, k: int) -> None:
+                 offset: int, k: int, *, empty: bool = False) -> None:
         self.index = index
         self.args = args
         self.exclude = exclude
         self.offset = offset
         self.k = k
+        self.empty = empty  # known to match nothing: run_all skips the round trip
 
     def command(self) -> list[Any]:
         return self.args.command(self.index.name)
@@ -605,23 +671,45 @@ class Prepared:
         return _cut(self.index._parse(reply), self.exclude, self.offset, self.k)
 
     def run(self) -> list[Hit]:
+        if self.empty:
+            return []
         with translate_errors(self.index.name):
             reply = self.index.client.execute_command(*self.command())
         return self.finish(reply)
 
 
-def run_all(client: redis.Redis, queries: Sequence[Prepared]) -> list[list[Hit]]:
-    """Run prepared searches (on any indexes) in one pipelined round trip."""
-    if not queries:
-        return []
-    if len(queries) == 1:
-        return [queries[0].run()]
-    with translate_errors(queries[0].index.name):
-        pipe = client.pipeline(transaction=False)
-        for q in queries:
-            pipe.execute_command(*q.command())
-        replies = pipe.execute()
-    return [q.finish(r) for q, r in zip(queries, replies, strict=True)]
+class Command:
+    """Any other command to send in a :func:`run_all` round trip; ``finish`` turns its
+    reply into the result (the reply itself by default)."""
+
+    __slots__ = ("args", "empty", "finish")
+
+    def __init__(self, *args: Any, finish: Callable[[Any], Any] | None = None) -> None:
+        self.args = args
+        self.empty = False
+        self.finish = finish or (lambda reply: reply)
+
+    def command(self) -> tuple[Any, ...]:
+        return self.args
+
+
+def run_all(client: redis.Redis, queries: Sequence[Prepared | Command]) -> list[Any]:
+    """Run prepared searches (on any indexes) and other commands in one pipelined round
+    trip; each result is what the query's ``finish`` makes of its reply."""
+    live = [q for q in queries if not q.empty]
+    if not live:
+        return [[] for _ in queries]
+    name = next((q.index.name for q in live if isinstance(q, Prepared)), None)
+    with translate_errors(name):
+        if len(live) == 1:
+            replies = [client.execute_command(*live[0].command())]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for q in live:
+                pipe.execute_command(*q.command())
+            replies = pipe.execute()
+    got = iter(replies)
+    return [[] if q.empty else q.finish(next(got)) for q in queries]
 
 
 def _decode_value(spec: IndexSpec, name: str, value: bytes) -> Any:

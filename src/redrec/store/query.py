@@ -28,9 +28,14 @@ class SearchArgs:
     # Vector queries sort by distance; a plain search may sort by a field or not at all.
     sort_by: str | None = DISTANCE
     descending: bool = False
+    # Restrict the search to these document keys (``INKEYS``): checking a few hundred
+    # candidates against a filter this way costs ~2 us each, far less than a filtered KNN.
+    keys: Sequence[str] = ()
 
     def command(self, index: str) -> list[bytes | str | int | float]:
         args: list[bytes | str | int | float] = ["FT.SEARCH", index, self.query]
+        if self.keys:
+            args += ["INKEYS", len(self.keys), *self.keys]
         if self.return_fields is not None:
             tokens: list[str] = []
             for f in self.return_fields:  # a name, or (JSON path, name) for "path AS name"

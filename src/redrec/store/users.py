@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 import redis
 
 from redrec.store._errors import translate_errors
-from redrec.store.index import Hit, VectorIndex
+from redrec.store.index import Command, Hit, Prepared, VectorIndex
 from redrec.store.keys import user_key
 from redrec.store.schema import IndexSpec
 
@@ -38,9 +38,14 @@ __all__ = ["Interaction", "TrackOp", "UserState", "UserStore"]
 NS = "redrec"
 PROFILE_INDEX = "redrec_profiles"
 PROFILE_PREFIX = f"{NS}:profile:"
+_ATTRIBUTES = ("age", "gender", "occupation", "loc", "zip")
+_PROFILE_READ = [*_ATTRIBUTES, "vn"]
 
 # KEYS: profile recent excl aff seen log meta
 # ARGV: event_id user item ts weight cats excl_until recent_cap dedupe payload positive aff_inc
+#       vector_every
+# Returns 0 for a duplicate, else {events, events at the last vector save[, recent
+# entries when that save is vector_every or more events old, or the user is new]}.
 # The script does no vector math (that made it ~20x slower and re-indexed the profile
 # vector on every event): the session vector is derived from the recent entries, which
 # carry each item's timestamp and weight, when recommending.
@@ -74,7 +79,12 @@ if cats ~= '' and aff_inc ~= 0 then
 end
 local n = redis.call('HINCRBY', meta, 'n', 1)
 redis.call('HSET', meta, 'last', ts)
-return {n, tonumber(redis.call('HGET', profile, 'vn') or '-1')}
+local vn = tonumber(redis.call('HGET', profile, 'vn') or '-1')
+local every = tonumber(ARGV[13])
+if vn < 0 or n <= every or n - vn >= every then
+  return {n, vn, redis.call('LRANGE', recent, 0, 19)}
+end
+return {n, vn}
 """
 
 
@@ -142,6 +152,7 @@ class UserStore:
         self.dim = dim
         self.recent_cap = recent_cap
         self.dedupe_window = dedupe_window
+        self.vector_every = 5  # events between saves of the session vector
         self._script = client.register_script(_TRACK_LUA)
         self.profiles = VectorIndex(client, IndexSpec.from_dict({
             "index": {"name": PROFILE_INDEX, "prefix": PROFILE_PREFIX, "storage_type": "hash"},
@@ -191,36 +202,45 @@ class UserStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def apply(self, ops: Sequence[TrackOp], *, vector_every: int = 5) -> tuple[list[bool], set[str]]:
-        """Apply events (one script call each, pipelined). Returns which were newly
-        applied, and the users whose saved session vector is ``vector_every`` or more
-        events old (the engine refreshes those)."""
+    def apply(
+        self,
+        ops: Sequence[TrackOp],
+        profile_writes: Callable[[dict[str, tuple[int, list[Interaction]]]], list[Command]]
+        | None = None,
+    ) -> list[bool]:
+        """Apply events (one script call each, pipelined); returns which were newly
+        applied. Users whose saved session vector is ``vector_every`` or more events old
+        are passed to ``profile_writes`` (user -> events, latest interactions), and the
+        writes it returns go out with the global counters in the second round trip."""
         if not ops:
-            return [], set()
+            return []
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for op in ops:
                 self._script(keys=self.keys(op.user_id), args=self._args(op), client=pipe)
             replies = pipe.execute()
             applied = [bool(r) for r in replies]
-            stale = {op.user_id for op, r in zip(ops, replies, strict=True)
-                     if r and (int(r[1]) < 0 or int(r[0]) - int(r[1]) >= vector_every)}
+            stale = {op.user_id: (int(r[0]), [_interaction(x) for x in r[2]])
+                     for op, r in zip(ops, replies, strict=True) if r and len(r) > 2}
             pipe = self.client.pipeline(transaction=False)
             fresh = [op for op, ok in zip(ops, applied, strict=True) if ok]
             for op in fresh:
                 pipe.sadd(f"{NS}:users", op.user_id)
                 if op.popularity_inc:
                     pipe.zincrby(f"{NS}:popular", op.popularity_inc, op.item_id)
-            if fresh:
+            for cmd in profile_writes(stale) if stale and profile_writes else []:
+                pipe.execute_command(*cmd.command())
+            if len(pipe):
                 pipe.execute()
-        return applied, stale
+        return applied
 
     def _args(self, op: TrackOp) -> list[Any]:
         until = "" if op.exclude_until is None else (
             "+inf" if math.isinf(op.exclude_until) else repr(op.exclude_until))
         return [op.event_id, op.user_id, op.item_id, repr(op.timestamp), repr(op.weight),
                 "\x1f".join(op.categories), until, self.recent_cap, self.dedupe_window,
-                op.payload, "1" if op.positive else "0", repr(op.affinity_inc)]
+                op.payload, "1" if op.positive else "0", repr(op.affinity_inc),
+                self.vector_every]
 
     def set_attributes(self, user_id: str, attributes: dict[str, Any]) -> None:
         mapping: dict[str, str] = {"uid": user_id}
@@ -246,22 +266,28 @@ class UserStore:
 
     def states(self, user_ids: Sequence[str], now: float,
                recent_n: int | None = None) -> list[UserState]:
+        return self.states_with(user_ids, now, recent_n)[0]
+
+    def states_with(self, user_ids: Sequence[str], now: float, recent_n: int | None = None,
+                    also: Sequence[Command] = ()) -> tuple[list[UserState], list[Any]]:
+        """Users' states, and the results of ``also`` sent in the same round trip."""
         n = self.recent_cap if recent_n is None else recent_n
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for u in user_ids:
                 profile, recent, excl, aff, _, _, meta = self.keys(u)
-                pipe.hgetall(profile)
+                pipe.hmget(profile, _PROFILE_READ)
                 pipe.lrange(recent, 0, n - 1)
                 pipe.zrangebyscore(excl, f"({now!r}", "+inf")
                 pipe.hgetall(aff)
                 pipe.hget(meta, "n")
+            for cmd in also:
+                pipe.execute_command(*cmd.command())
             rows = pipe.execute()
+        extra = [cmd.finish(r) for cmd, r in zip(also, rows[5 * len(user_ids):], strict=True)]
         out = []
         for i, u in enumerate(user_ids):
             prof, recent, excl, aff, count = rows[5 * i: 5 * i + 5]
-            prof = {_s(k): v for k, v in prof.items()}
-            prof.pop("vec", None)
             history = [_interaction(x) for x in recent]
             out.append(UserState(
                 user_id=u, history=history,
@@ -269,11 +295,11 @@ class UserStore:
                 excluded={_s(x) for x in excl},
                 affinity={_s(k): float(v) for k, v in aff.items()},
                 events=int(count or 0),
-                attributes={k: _s(v) for k, v in prof.items()
-                            if k in ("age", "gender", "occupation", "loc", "zip")},
-                vector_events=int(prof.get("vn", b"-1")),
+                attributes={k: _s(v) for k, v in zip(_ATTRIBUTES, prof, strict=False)
+                            if v is not None},
+                vector_events=int(prof[-1] if prof[-1] is not None else -1),
             ))
-        return out
+        return out, extra
 
     def recent_many(self, user_ids: Iterable[str], n: int) -> dict[str, list[str]]:
         """The latest positive items of several users (one round trip)."""
@@ -289,22 +315,52 @@ class UserStore:
             out[u] = list(dict.fromkeys(h.item_id for h in hist if h.positive))
         return out
 
-    def save_vectors(self, vectors: dict[str, tuple[np.ndarray | None, int]]) -> None:
+    def save_vectors(self, vectors: dict[str, tuple[np.ndarray | None, int, Sequence[str]]]) -> None:
         """Store users' session vectors in their profiles (indexed for "people like
-        you"). Written every few events, not per event: each write re-indexes the vector."""
+        you") with their latest positive items, which a neighbour search returns in the
+        same reply. Written every few events, not per event: each write re-indexes the
+        vector."""
         if not vectors:
             return
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
-            for user_id, (vec, events) in vectors.items():
-                key = self.profile_key(user_id)
-                if vec is None:
-                    pipe.hdel(key, "vec")
-                    pipe.hset(key, mapping={"vn": events, "uid": user_id})
-                else:
-                    pipe.hset(key, mapping={"vec": np.asarray(vec, dtype="<f4").tobytes(),
-                                            "vn": events, "uid": user_id})
+            for cmd in self.save_commands(vectors):
+                pipe.execute_command(*cmd.command())
             pipe.execute()
+
+    def save_commands(self, vectors: dict[str, tuple[np.ndarray | None, int, Sequence[str]]]
+                      ) -> list[Command]:
+        """The writes of :meth:`save_vectors`, to send in another round trip."""
+        out = []
+        for user_id, (vec, events, items) in vectors.items():
+            key = self.profile_key(user_id)
+            fields: list[Any] = ["vn", events, "uid", user_id, "items", "\x1f".join(items[:20])]
+            if vec is None:
+                out.append(Command("HDEL", key, "vec"))
+            else:
+                fields += ["vec", np.asarray(vec, dtype="<f4").tobytes()]
+            out.append(Command("HSET", key, *fields))
+        return out
+
+    def prepare_neighbours(self, vector: np.ndarray | None, k: int, *, user_id: str,
+                           attributes: dict[str, str] | None = None) -> list[Prepared]:
+        """Queries for users like ``user_id``: nearest session vectors, and (when the
+        user's age, gender or occupation are known) the nearest among users who share
+        them, or any such users for someone with no vector yet. Each hit carries ``uid``
+        and ``items`` (that user's latest positive items)."""
+        out = []
+        excl = [f"{{{user_id}}}"]
+        ret = ["uid", "items"]
+        if vector is not None:
+            out.append(self.profiles.prepare_knn(vector, k, exclude=excl, return_fields=ret))
+        demo = demographic_filter(attributes or {})
+        if demo is not None:
+            if vector is not None:
+                out.append(self.profiles.prepare_knn(vector, k, filters=demo, exclude=excl,
+                                                     return_fields=ret))
+            else:
+                out.append(self.profiles.find(demo, return_fields=ret, limit=k))
+        return out
 
     def similar_users(self, vector: np.ndarray, k: int, *, exclude: str | None = None,
                       filters: dict[str, Any] | None = None) -> list[Hit]:
@@ -312,6 +368,11 @@ class UserStore:
         return [Hit(h.fields.get("uid", h.id.strip("{}")), h.distance, h.fields)
                 for h in self.profiles.knn(vector, k, filters=filters, exclude=excl,
                                            return_fields=["uid"])]
+
+    def prepare_popular(self, n: int) -> Command:
+        """The ``n`` most popular items (ids), to send in another round trip."""
+        return Command("ZREVRANGE", f"{NS}:popular", 0, max(0, n - 1),
+                       finish=lambda rows: [(_s(i), 0.0) for i in rows])
 
     def popular(self, n: int) -> list[tuple[str, float]]:
         with translate_errors():
@@ -343,3 +404,20 @@ class UserStore:
                     yield json.loads(fields[b"e"])
 
 
+
+
+def demographic_filter(attributes: dict[str, str]) -> dict[str, Any] | None:
+    """Users who share the known demographic attributes: same gender and occupation,
+    age within five years."""
+    clauses: list[dict[str, Any]] = []
+    for name in ("gender", "occupation"):
+        if attributes.get(name):
+            clauses.append({name: attributes[name]})
+    try:
+        age = float(attributes["age"])
+        clauses.append({"age": {"gte": age - 5, "lte": age + 5}})
+    except (KeyError, ValueError):
+        pass
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"and": clauses}
