@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +16,18 @@ __all__ = ["register"]
 
 def _say(msg: str) -> None:
     click.echo(msg, err=True)
+
+
+def _threads_option(command: Any) -> Any:
+    """``--threads N``: torch intra-op, ``implicit`` and BLAS threads. Checked by the
+    command (not click) so a bad value is a one-line redrec error, like other bad input."""
+    from redrec.models.threads import default_threads
+
+    return click.option(
+        "--threads", type=int, default=None,
+        help="Threads for torch, implicit (ALS) and BLAS; default: the CPUs this process may "
+             f"use (here {default_threads()}). On a busy machine fewer is often faster.",
+    )(command)
 
 
 def register(main: click.Group) -> None:
@@ -29,15 +42,19 @@ def register(main: click.Group) -> None:
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--out", type=click.Path(file_okay=False), help="Also save the artifact here.")
     @click.option("--no-publish", is_flag=True, help="Train and save only.")
+    @_threads_option
     @click.option("--json", "as_json", is_flag=True)
     def train_cmd(source: str, fmt: str, kind: str, catalog: str | None, epochs: int | None,
-                  seed: int, out: str | None, no_publish: bool, as_json: bool) -> None:
+                  seed: int, out: str | None, no_publish: bool, threads: int | None,
+                  as_json: bool) -> None:
         """Train on SOURCE (an interaction file, or 'log' for the engine's event log) and
         publish the model: serving processes pick it up without a restart."""
         from redrec.catalog.registry import find_catalog
         from redrec.evaluate.runner import load_interactions
         from redrec.models.serving import publish
+        from redrec.models.threads import check_threads, thread_limits
 
+        n_threads = check_threads(threads)  # before starting Redis: fail fast
         with open_store() as store:
             if source == "log":
                 cat = find_catalog(store, catalog)
@@ -56,20 +73,24 @@ def register(main: click.Group) -> None:
             else:
                 sequences = load_interactions(source, fmt).sequences()
             n_events = sum(map(len, sequences.values()))
-            _say(f"training {kind} on {n_events} events from {len(sequences)} users")
+            _say(f"training {kind} on {n_events} events from {len(sequences)} users "
+                 f"with {n_threads} thread(s)")
             t = time.perf_counter()
-            if kind == "tower":
-                from redrec.models.tower import UserTower
+            with thread_limits(n_threads, torch=kind == "tower"):
+                model: Any
+                if kind == "tower":
+                    from redrec.models.tower import UserTower
 
-                model = UserTower(seed=seed, **({"epochs": epochs} if epochs else {}))
-                model.fit(sequences, show_progress=not as_json)
-            else:
-                from redrec.models.als import ALS
+                    overrides: dict[str, Any] = {"epochs": epochs} if epochs else {}
+                    model = UserTower(seed=seed, **overrides)
+                    model.fit(sequences, show_progress=not as_json)
+                else:
+                    from redrec.models.als import ALS
 
-                model = ALS(seed=seed).fit(sequences)
+                    model = ALS(seed=seed, num_threads=n_threads).fit(sequences)
             train_s = round(time.perf_counter() - t, 1)
             result = {"model": kind, "events": n_events, "users": len(sequences),
-                      "items": len(model.item_ids), "train_s": train_s}
+                      "items": len(model.item_ids), "train_s": train_s, "threads": n_threads}
             if out:
                 result["artifact"] = str(model.save(Path(out)))
             if not no_publish:
@@ -90,9 +111,11 @@ def register(main: click.Group) -> None:
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--out", type=click.Path(file_okay=False), default="evaluation",
                   show_default=True, help="Directory for evaluation.json and evaluation.png.")
+    @_threads_option
     @click.option("--json", "as_json", is_flag=True)
     def evaluate_cmd(source: str, fmt: str, models: str, max_users: int | None,
-                     epochs: int | None, seed: int, out: str, as_json: bool) -> None:
+                     epochs: int | None, seed: int, out: str, threads: int | None,
+                     as_json: bool) -> None:
         """Leave-one-out evaluation of SOURCE (RecBole .inter or 'user item' lines): HR@10,
         NDCG@10, MRR, Recall@10 against 100 sampled negatives and the full catalogue."""
         from redrec.evaluate.runner import run_evaluation, write_outputs
@@ -101,7 +124,7 @@ def register(main: click.Group) -> None:
         report = run_evaluation(
             source, fmt=fmt, models=tuple(m.strip() for m in models.split(",") if m.strip()),
             seed=seed, max_users=max_users,
-            tower_overrides={"epochs": epochs} if epochs else None,
+            tower_overrides={"epochs": epochs} if epochs else None, threads=threads,
             progress=not as_json, log=_say,
         )
         files = write_outputs(report, Path(out))

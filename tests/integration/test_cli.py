@@ -121,3 +121,34 @@ def test_unreachable_redis_url(tmp_path):
     proc = subprocess.run([REDREC, "index", "list"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 1 and proc.stderr.startswith("error: cannot reach Redis")
+
+
+def _walks(tmp_path: Path) -> Path:
+    """A tiny 'user item' log: 30 users, 6 steps each along a0, a1, ..."""
+    log = tmp_path / "walks.txt"
+    log.write_text("".join(f"u{u} a{u % 10 + n}\n" for u in range(30) for n in range(6)))
+    return log
+
+
+def test_threads_option_for_train_and_evaluate(home, tmp_path):
+    log = _walks(tmp_path)
+    als = json.loads(run(home, "train", str(log), "--model", "als", "--threads", "1",
+                         "--no-publish", "--json").stdout)
+    assert als["threads"] == 1 and als["items"] == 15
+    tower = json.loads(run(home, "train", str(log), "--epochs", "1", "--threads", "2",
+                           "--no-publish", "--json").stdout)
+    assert tower["threads"] == 2 and tower["model"] == "tower"
+    report = json.loads(run(home, "evaluate", str(log), "--models", "popularity,als",
+                            "--threads", "1", "--out", str(tmp_path / "ev"), "--json").stdout)
+    assert report["threads"] == 1 and set(report["results"]) == {"popularity", "als"}
+    default = json.loads(run(home, "evaluate", str(log), "--models", "popularity",
+                             "--out", str(tmp_path / "ev2"), "--json").stdout)
+    assert default["threads"] == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_threads_below_one_is_an_error(home, tmp_path, command, value):
+    proc = run(home, command, str(_walks(tmp_path)), "--threads", value, ok=False)
+    assert proc.returncode == 1
+    assert proc.stderr == f"error: --threads must be an integer >= 1, got {value}\n"

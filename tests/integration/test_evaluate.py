@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import redrec
+from redrec.engine.setup import open_engine
 from redrec.evaluate.runner import run_evaluation
 from redrec.exceptions import InvalidInput
 
@@ -70,3 +72,26 @@ def test_bad_logs(tmp_path, content, match):
     path.write_text(content)
     with pytest.raises(InvalidInput, match=match):
         run_evaluation(path, models=("popularity",))
+
+
+def test_user_file_attributes_are_recorded_for_served_users(tmp_path):
+    """A RecBole log with a .user file (MovieLens columns plus one the engine does not
+    know): after the served run every user's profile holds its demographics."""
+    _, rb = _log(tmp_path)
+    rows = ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\tshoe:token"]
+    rows += [f"u{u}\t{20 + u}\t{'MF'[u % 2]}\t{'writer' if u % 3 else 'artist'}\t{10000 + u}\t42"
+             for u in range(38)]
+    rows.append("u38\tunknown\tF\t\t02139\t41")  # no usable age, no occupation
+    (tmp_path / "log.user").write_text("\n".join(rows) + "\n")  # u39 has no row at all
+    with redrec.connect(ephemeral=True) as store:
+        report = run_evaluation(rb, models=("tower",), store=store,
+                                tower_overrides={"epochs": 1, "dim": 8, "max_len": 8})
+        assert "user_attributes_s" in report.timings
+        engine = open_engine(store, "eval_items")
+        assert engine.state("u1").attributes == {
+            "age": "21", "gender": "F", "occupation": "writer", "zip": "10001"}
+        assert engine.state("u3").attributes == {
+            "age": "23", "gender": "F", "occupation": "artist", "zip": "10003"}
+        assert engine.state("u38").attributes == {"gender": "F", "zip": "02139"}
+        assert engine.state("u39").attributes == {}
+        assert engine.state("u1").events == 5  # attributes first, then the replayed history

@@ -6,28 +6,103 @@ pre-filters, exclusions, fusion), not from a separate offline scorer.
   that list is its rank (a target beyond ``depth`` counts as a miss, so MRR is MRR@depth)
 * sampled: the same call restricted, as a Redis pre-filter on the id tag, to the target
   and its 100 sampled negatives
+
+When the log comes with user attributes (a RecBole ``.user`` file, e.g. MovieLens's age,
+gender, occupation and zip code), they are recorded for every replayed user before the
+replay, as a deployment would know them, so lists that use demographics are measured too.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
+from redrec.datasets.interactions import AttributeTable
 from redrec.engine import Engine, Event
 from redrec.evaluate.metrics import hit_rate, mrr, ndcg
 from redrec.evaluate.split import EvalCase
 
-__all__ = ["ServedResult", "replay", "served_metrics"]
+__all__ = ["ServedResult", "engine_attributes", "record_user_attributes", "replay",
+           "served_metrics"]
 
 _T0 = 1_700_000_000.0
 
+# RecBole ``.user`` column -> the attribute name ``Engine.set_user`` accepts. Other columns
+# are ignored: the engine rejects names it does not know.
+USER_COLUMNS = {"age": "age", "gender": "gender", "occupation": "occupation",
+                "zip_code": "zip", "zip": "zip", "loc": "loc"}
 
-def replay(engine: Engine, histories: dict[str, Sequence[str]], *,
-           timestamps: dict[str, Sequence[float]] | None = None, batch: int = 2000,
+
+def engine_attributes(row: Mapping[str, str]) -> dict[str, str]:
+    """The attributes ``Engine.set_user`` takes, from one row of a ``.user`` table.
+
+    Empty values are left out, and so are values the profile index could not hold: the
+    profile hash indexes ``age`` as NUMERIC and ``loc`` as GEO, and a hash whose value
+    fails to parse drops out of the index (its session vector with it, and so the user
+    from "people like you"). ``age`` becomes a plain number string ("24", not "24.0").
+    """
+    out: dict[str, str] = {}
+    for column, raw in row.items():
+        name = USER_COLUMNS.get(column)
+        value = raw.strip() if isinstance(raw, str) else ""
+        if name is None or not value:
+            continue
+        parsed = {"age": _age, "loc": _loc}.get(name, lambda v: v)(value)
+        if parsed is not None:
+            out[name] = parsed
+    return out
+
+
+def _age(value: str) -> str | None:
+    try:
+        age = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(age) or age < 0:
+        return None
+    return str(int(age)) if age.is_integer() else repr(age)
+
+
+def _loc(value: str) -> str | None:
+    """``lon,lat`` (or ``lon lat``) within range, as the profile's GEO field wants it."""
+    parts = value.replace(",", " ").split()
+    try:
+        lon, lat = (float(p) for p in parts)
+    except ValueError:
+        return None
+    if not (-180 <= lon <= 180 and -85.05112878 <= lat <= 85.05112878):
+        return None
+    return f"{lon!r},{lat!r}"
+
+
+def record_user_attributes(engine: Engine, table: AttributeTable | None,
+                           users: Iterable[str]) -> int:
+    """Record each of ``users``' attributes from ``table`` through ``engine.set_user``;
+    returns how many users got any. Users missing from the table are skipped.
+
+    One call per user: ``UserStore.set_attributes`` has no batched form, so this is two
+    round trips per user: 0.11 s for ML-100k's 943 users over loopback, so a few seconds
+    at tens of thousands of users, small next to the replay.
+    """
+    if table is None:
+        return 0
+    recorded = 0
+    for user in users:
+        row = table.get(user)
+        attrs = engine_attributes(row) if row else {}
+        if attrs:
+            engine.set_user(user, **attrs)
+            recorded += 1
+    return recorded
+
+
+def replay(engine: Engine, histories: Mapping[str, Sequence[str]], *,
+           timestamps: Mapping[str, Sequence[float]] | None = None, batch: int = 2000,
            progress: bool = False) -> float:
     """Feed every user's history (oldest first) to the engine as view events; returns
     events per second. Event ids are deterministic, so replaying twice changes nothing."""
