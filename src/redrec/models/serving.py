@@ -112,18 +112,20 @@ class LiveModel:
         if not force and now - self._checked < self.check_every_s:
             return self.model is not None
         with self._lock:
-            self._checked = now
+            if not force and now - self._checked < self.check_every_s:
+                return self.model is not None  # another thread just checked
             pointer = self.store.get_meta(_KIND, self.catalog.mapping.index)
             if pointer is None:
                 self.model, self.pointer = None, None
-                return False
-            if self.pointer is None or pointer["version"] != self.pointer["version"]:
-                self.model = read_artifact(self.store, self.catalog.mapping.index,
-                                           int(pointer["version"]))
-                self.pointer = pointer
+            elif self.pointer is None or pointer["version"] != self.pointer["version"]:
+                model = read_artifact(self.store, self.catalog.mapping.index,
+                                      int(pointer["version"]))
                 self.store.forget(self.catalog.mapping.index)
                 self.catalog._index = None  # the index may have gained the model slots
-        return True
+                self.model, self.pointer = model, pointer
+            # Only now: a concurrent request must not see "checked" before the model is in.
+            self._checked = now
+            return self.model is not None
 
     @property
     def version(self) -> int | None:
