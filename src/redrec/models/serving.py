@@ -140,7 +140,7 @@ class LiveModel:
         return self.model.user_vector(known)
 
     def prepare(self, recent_newest_first: list[str], k: int, *, filters: Any = None,
-                exclude: Collection[str] = (),
+                exclude: Collection[str] = (), hybrid_policy: str = "auto",
                 return_fields: list[str] | None = None) -> Prepared | None:
         """The KNN query for the user's current sequence (None without a live model)."""
         vec = self.user_vector(list(reversed(recent_newest_first)))
@@ -148,4 +148,4 @@ class LiveModel:
             return None
         return self.catalog.index.prepare_knn(
             vec, k, field=self.pointer["slot"], filters=filters, exclude=exclude,
-            return_fields=return_fields or [])
+            hybrid_policy=hybrid_policy, return_fields=return_fields or [])

@@ -262,12 +262,17 @@ def _cli_geo(name: str, where: str) -> dict[str, Any]:
 
 
 def estimate_selectivity(
-    spec: IndexSpec, value: Filter, fraction: Callable[[str], float]
+    spec: IndexSpec, value: Filter, fraction: Callable[[str], float],
+    tag_values: Callable[[str], int] | None = None, *, long_list: int = 16,
 ) -> float:
     """The share of documents a filter passes, from the shares of its leaf clauses
     (``fraction`` measures one clause string; callers cache it), assuming independent
     clauses: AND multiplies, OR adds (capped at 1), NOT complements, a tag list sums its
-    values. Leaf clauses repeat across requests far more than whole filters do."""
+    values. Leaf clauses repeat across requests far more than whole filters do.
+
+    A tag list longer than ``long_list`` (a list of ids, say) is estimated from the
+    field's number of distinct values (``tag_values``) instead of value by value: its
+    values rarely repeat, and measuring each would cost a count query per value."""
     if value is None or (isinstance(value, Mapping) and not value):
         return 1.0
     if isinstance(value, FilterExpression):
@@ -278,14 +283,19 @@ def estimate_selectivity(
     for key, arg in value.items():
         if key == "and":
             for item in arg:
-                share *= estimate_selectivity(spec, item, fraction)
+                share *= estimate_selectivity(spec, item, fraction, tag_values, long_list=long_list)
         elif key == "or":
-            share *= min(1.0, sum(estimate_selectivity(spec, item, fraction) for item in arg))
+            share *= min(1.0, sum(estimate_selectivity(spec, item, fraction, tag_values,
+                                                       long_list=long_list) for item in arg))
         elif key == "not":
-            share *= 1.0 - estimate_selectivity(spec, arg, fraction)
+            share *= 1.0 - estimate_selectivity(spec, arg, fraction, tag_values,
+                                                long_list=long_list)
         elif isinstance(arg, list) and spec.fields.get(key) is not None \
                 and spec.fields[key].type == "tag":
-            share *= min(1.0, sum(fraction(str(_field_clause(spec, key, v))) for v in arg))
+            if len(arg) > long_list and tag_values is not None:
+                share *= min(1.0, len(set(arg)) / max(1, tag_values(key)))
+            else:
+                share *= min(1.0, sum(fraction(str(_field_clause(spec, key, v))) for v in arg))
         else:
             share *= fraction(str(_field_clause(spec, key, arg)))
     return share

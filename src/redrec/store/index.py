@@ -354,7 +354,7 @@ class VectorIndex:
         ``offset + k + len(exclude)`` neighbours, which is exact since each excluded id
         can take at most one place. ``filters`` run inside Redis as a pre-filter;
         ``hybrid_policy`` (auto, default, BATCHES, ADHOC_BF) says how (see
-        :meth:`_hybrid_policy`).
+        :meth:`hybrid_policy_for`).
         """
         return self.prepare_knn(
             vector, k, field=field, filters=filters, return_fields=return_fields,
@@ -391,7 +391,7 @@ class VectorIndex:
         filter_str = str(expr) if expr is not None else None
         policy = None
         if filter_str is not None and vf.algorithm == "hnsw":
-            policy = self._hybrid_policy(filters, hybrid_policy)
+            policy = self.hybrid_policy_for(filters, hybrid_policy)
         if policy == "ADHOC_BF":
             ef = None  # brute force over the filtered documents: EF_RUNTIME is refused
         args = knn_args(
@@ -403,7 +403,7 @@ class VectorIndex:
         )
         return Prepared(self, args, exclude, offset, k)
 
-    def _hybrid_policy(self, filters: Filter, policy: str) -> str | None:
+    def hybrid_policy_for(self, filters: Filter, policy: str = "auto") -> str | None:
         """How RediSearch should combine a filter with HNSW search.
 
         RediSearch 2.10 tends to pick ADHOC_BF (distance to every passing document) even
@@ -414,13 +414,24 @@ class VectorIndex:
         of documents pass.
         """
         if policy == "auto":
-            share = estimate_selectivity(self.spec, filters, self._clause_share)
+            share = self.selectivity(filters)
             return "BATCHES" if share >= 0.1 else "ADHOC_BF"
         if policy in ("BATCHES", "ADHOC_BF"):
             return policy
         if policy is None or policy == "default":
             return None
         raise InvalidInput(f"hybrid_policy must be auto, default, BATCHES or ADHOC_BF, got {policy!r}")
+
+    def _tag_values(self, field: str) -> int:
+        """How many distinct values a tag field holds (FT.TAGVALS, cached a minute)."""
+        now = time.monotonic()
+        cached = self._selectivity.get(f"\0tagvals:{field}")
+        if cached is None or now - cached[0] > 60.0:
+            with translate_errors(self.name):
+                values = self.client.execute_command("FT.TAGVALS", self.name, field)
+            cached = (now, float(len(values)))
+            self._selectivity[f"\0tagvals:{field}"] = cached
+        return int(cached[1])
 
     def _clause_share(self, clause: str) -> float:
         now = time.monotonic()
@@ -480,8 +491,8 @@ class VectorIndex:
 
     def selectivity(self, filters: Filter) -> float:
         """The estimated share of documents that pass ``filters`` (1.0 for none), from
-        cached per-clause counts (see :meth:`_hybrid_policy`)."""
-        return estimate_selectivity(self.spec, filters, self._clause_share)
+        cached per-clause counts (see :meth:`hybrid_policy_for`)."""
+        return estimate_selectivity(self.spec, filters, self._clause_share, self._tag_values)
 
     def range(
         self,
