@@ -9,6 +9,10 @@ Text: the 1,486 ru402 book descriptions (field ``description``), embedded end to
 * ``onnx-int8+len128`` / ``+len64``: the same, truncating texts at 128 / 64 tokens
   instead of the model's 256, to show what reaching a throughput target by truncation
   costs
+* ``static``           token vectors distilled from the model (``redrec.embed.static``),
+  averaged per text; its ``setup_s`` is the one-off build (into the fresh folder below),
+  and its cosine to torch is meaningful because at 384 dims it keeps the transformer's
+  coordinates
 
 For each: items/s (best and median of ``--repeats`` rounds), single-query latency p50/p99
 for a short sentence with all cores and with one thread, and fidelity against the torch
@@ -27,6 +31,7 @@ estimates the rate on idle cores (low, as waiting threads burn CPU too), and CPU
 query bounds the idle latency from above.
 
     python benchmarks/bench_encoders.py [--repeats 2] [--queries 200] [--seed 0]
+        [--variants torch,static] [--no-images]
 
 Prints one JSON line and appends it to ``benchmarks/results/encoders.jsonl``. Exports go
 to a fresh temporary directory, so the one-off export and quantisation time is measured.
@@ -64,7 +69,9 @@ TEXT_VARIANTS: dict[str, dict[str, Any]] = {
     "onnx-int8": {"backend": "onnx", "quantize": True},
     "onnx-int8+len128": {"backend": "onnx", "quantize": True, "max_seq_length": 128},
     "onnx-int8+len64": {"backend": "onnx", "quantize": True, "max_seq_length": 64},
+    "static": {"backend": "static"},
 }
+LATENCY_VARIANTS = ("torch", "onnx", "onnx-int8", "static")
 IMAGE_VARIANTS: dict[str, dict[str, Any]] = {"torch": {}, "onnx": {"backend": "onnx"}}
 
 
@@ -169,7 +176,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default=",".join(TEXT_VARIANTS),
+                    help="text variants to measure, comma-separated (torch is the fidelity reference)")
+    ap.add_argument("--no-images", action="store_true", help="skip the image encoders")
     args = ap.parse_args()
+    unknown = set(args.variants.split(",")) - set(TEXT_VARIANTS)
+    if unknown:
+        ap.error(f"unknown variants {sorted(unknown)}; known: {', '.join(TEXT_VARIANTS)}")
 
     with tempfile.TemporaryDirectory(prefix="redrec-bench-models-") as cache:
         record = measure(args, cache)
@@ -185,27 +198,32 @@ def measure(args: argparse.Namespace, cache: str) -> dict[str, Any]:
     def isolated(fn: Any, *fn_args: Any) -> Any:
         return pool.submit(fn, *fn_args).result()
 
+    chosen = [k for k in TEXT_VARIANTS if k in args.variants.split(",")]
     text: dict[str, Any] = {}
-    for key, kwargs in TEXT_VARIANTS.items():  # torch first: its vectors are the reference
-        text[key] = isolated(run_throughput, "text", kwargs, cache, threads, args.repeats, args.seed)
-    ref = text["torch"]["vectors"]
+    for key in chosen:  # torch first: its vectors are the reference
+        text[key] = isolated(
+            run_throughput, "text", TEXT_VARIANTS[key], cache, threads, args.repeats, args.seed
+        )
+    ref = text["torch"]["vectors"] if "torch" in text else None
     for key, row in text.items():
         vecs = row.pop("vectors")
-        if key != "torch":
+        if key != "torch" and ref is not None:
             row["fidelity"] = fidelity(vecs, ref)
-    for key in ("torch", "onnx", "onnx-int8"):
+    for key in (k for k in LATENCY_VARIANTS if k in text):
         for n in sorted({threads, 1}, reverse=True):
             text[key][f"query_{n}_thread"] = isolated(
                 run_latency, TEXT_VARIANTS[key], cache, n, args.queries, args.seed
             )
 
-    image = {
-        key: isolated(run_throughput, "image", kwargs, cache, threads, args.repeats, args.seed)
-        for key, kwargs in IMAGE_VARIANTS.items()
-    }
-    image_ref = image["torch"].pop("vectors")
-    image_onnx = image["onnx"].pop("vectors")
-    image["onnx"]["cos_min"] = round(float((image_onnx * image_ref).sum(axis=1).min()), 5)
+    image: dict[str, Any] = {}
+    if not args.no_images:
+        image = {
+            key: isolated(run_throughput, "image", kwargs, cache, threads, args.repeats, args.seed)
+            for key, kwargs in IMAGE_VARIANTS.items()
+        }
+        image_ref = image["torch"].pop("vectors")
+        image_onnx = image["onnx"].pop("vectors")
+        image["onnx"]["cos_min"] = round(float((image_onnx * image_ref).sum(axis=1).min()), 5)
     pool.shutdown()
 
     def met(field: str) -> list[str]:
@@ -220,7 +238,7 @@ def measure(args: argparse.Namespace, cache: str) -> dict[str, Any]:
         "text_corpus": len(book_texts()),
         "query_text": QUERY,
         "text": text,
-        "image_corpus": len(face_files()),
+        "image_corpus": len(face_files()) if image else 0,
         "image": image,
         "target": {
             "items_s": TARGET_ITEMS_S,
@@ -234,7 +252,7 @@ def measure(args: argparse.Namespace, cache: str) -> dict[str, Any]:
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("torch", "onnxruntime", "sentence-transformers")}
+    return {p: version(p) for p in ("torch", "onnxruntime", "sentence-transformers", "tokenizers")}
 
 
 if __name__ == "__main__":

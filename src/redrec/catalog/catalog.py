@@ -66,7 +66,8 @@ class Catalog:
             if vm is None:
                 raise InvalidInput(f"catalogue {self.mapping.index!r} has no {kind} vectors")
             model = self.mapping.text_model if kind == "text" else self.mapping.image_model
-            self._encoders[kind] = get_encoder(kind, model, vm.query_backend or vm.backend)
+            self._encoders[kind] = get_encoder(kind, model, vm.query_backend or vm.backend,
+                                               **vm.encoder_options())
         return self._encoders[kind]
 
     def _field(self, kind: str) -> str:

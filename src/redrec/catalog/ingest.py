@@ -94,7 +94,8 @@ def ingest(
 
     encs = {
         kind: (encoders or {}).get(kind)
-        or get_encoder(kind, m.text_model if kind == "text" else m.image_model, vm.backend)
+        or get_encoder(kind, m.text_model if kind == "text" else m.image_model, vm.backend,
+                       **vm.encoder_options())
         for kind, vm in m.vector_maps()
     }
     dims = {vm.field: encs[kind].dim for kind, vm in m.vector_maps()}

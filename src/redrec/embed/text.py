@@ -12,6 +12,10 @@ Two backends give the same output contract (float32 rows, L2-normalised):
   same tokenizer, pooling and normalisation; ``quantize=True`` runs a dynamic int8 copy.
   Faster (see ``benchmarks/bench_encoders.py``), at a measured cost in fidelity, so each
   variant has its own :attr:`TextEncoder.name` and their vectors never share a cache entry.
+- ``static``: token vectors distilled once from the transformer (Model2Vec style, see
+  :mod:`redrec.embed.static`), averaged per text: tens of times faster, numpy only at
+  encode time, but a different vector space (name ``<model>+static``), so an index
+  ingested with it must be queried with it too.
 
 torch and onnxruntime are imported only when an encoder is built, never on import.
 """
@@ -27,13 +31,23 @@ from typing import Any, Literal
 import numpy as np
 
 from redrec.embed import _onnx
+from redrec.embed.static import RECIPE, StaticEmbeddings, build_static
 from redrec.exceptions import ConfigError, InvalidInput
 
-__all__ = ["DEFAULT_TEXT_MODEL", "TextEncoder", "resolve_text_model"]
+__all__ = ["DEFAULT_TEXT_MODEL", "TEXT_BACKENDS", "TextEncoder", "default_models_dir", "resolve_text_model"]
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED = {DEFAULT_TEXT_MODEL, f"sentence-transformers/{DEFAULT_TEXT_MODEL}"}
 _ST_ORG = "sentence-transformers/"
+TEXT_BACKENDS = ("torch", "onnx", "static")
+Backend = Literal["torch", "onnx", "static"]
+
+
+def default_models_dir() -> Path:
+    """``<REDREC_HOME>/models``: where static models are built (``~/.redrec/models``)."""
+    from redrec.config import Settings
+
+    return Settings().home / "models"
 
 
 def resolve_text_model(model: str) -> tuple[str, Path]:
@@ -92,24 +106,40 @@ class TextEncoder:
     threads (default one per core; 1 suits a server answering many small queries at once).
     ``max_seq_length`` overrides the model's truncation (256 tokens for MiniLM): shorter is
     faster but changes the vectors of longer texts, so it is part of :attr:`name`.
+
+    ``backend="static"`` distils the model once into ``cache_dir`` (default
+    ``<REDREC_HOME>/models``; a build prints its progress and takes ~30-60 s for MiniLM on
+    two cores) and afterwards loads the table alone. ``dim`` (PCA, default the model's
+    width) and ``vocab_size`` (keep the first N token ids) make a smaller model; both are
+    part of :attr:`name`. :attr:`static_meta` holds the build's facts (``build_s``, ...).
     """
 
     def __init__(
         self,
         model: str = DEFAULT_TEXT_MODEL,
         *,
-        backend: Literal["torch", "onnx"] = "torch",
+        backend: Backend = "torch",
         device: str = "cpu",
         batch_size: int = 64,
         quantize: bool = False,
         max_seq_length: int | None = None,
         cache_dir: str | Path | None = None,
         threads: int | None = None,
+        dim: int | None = None,
+        vocab_size: int | None = None,
     ) -> None:
-        if backend not in ("torch", "onnx"):
-            raise ConfigError(f"unknown text backend {backend!r}: use 'torch' or 'onnx'")
+        if backend not in TEXT_BACKENDS:
+            raise ConfigError(
+                f"unknown text backend {backend!r}: use one of {', '.join(TEXT_BACKENDS)}"
+            )
         if quantize and backend != "onnx":
             raise ConfigError("quantize=True needs backend='onnx'")
+        if (dim is not None or vocab_size is not None) and backend != "static":
+            raise ConfigError("dim and vocab_size shape a distilled model: they need backend='static'")
+        if dim is not None and dim < 1:
+            raise ConfigError(f"dim must be at least 1, not {dim}")
+        if vocab_size is not None and vocab_size < 1:
+            raise ConfigError(f"vocab_size must be at least 1, not {vocab_size}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
         if threads is not None and (backend != "onnx" or threads < 1):
@@ -125,6 +155,11 @@ class TextEncoder:
         self.quantize = quantize
         self._st: Any = None  # a SentenceTransformer, for the torch backend
         self._runner: _onnx.OnnxTextRunner | None = None
+        self._static: StaticEmbeddings | None = None
+        self.static_meta: dict[str, Any] | None = None
+        if backend == "static":
+            self._init_static(base, path, device, max_seq_length, cache_dir, dim, vocab_size)
+            return
         if backend == "torch":
             self._st = _load_sentence_transformer(path, model, device)
             default_len = int(self._st.max_seq_length)
@@ -149,6 +184,41 @@ class TextEncoder:
             self.dim = self._runner.dim
         suffix = "" if backend == "torch" else "+onnx-int8" if quantize else "+onnx"
         if self.max_seq_length != default_len:
+            suffix += f"+len{self.max_seq_length}"
+        self.name = base + suffix
+
+    def _init_static(
+        self,
+        base: str,
+        path: Path,
+        device: str,
+        max_seq_length: int | None,
+        cache_dir: str | Path | None,
+        dim: int | None,
+        vocab_size: int | None,
+    ) -> None:
+        """Load (building it first if needed) the static model distilled from ``path``."""
+        root = Path(cache_dir).expanduser() if cache_dir is not None else default_models_dir()
+        files = [f for f in path.rglob("*") if f.is_file() and ".git" not in f.parts]
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)
+        shape = f"d{dim or 'full'}-v{vocab_size or 'all'}"
+        target = root / "static" / f"{safe}-r{RECIPE}-{shape}-{_onnx.fingerprint(files)}"
+
+        def build(tmp: Path) -> None:
+            build_static(path, tmp, base=base, dim=dim, vocab_size=vocab_size, device=device)
+
+        folder = _onnx.cached_export(target, build)
+        self._static = StaticEmbeddings(folder, max_seq_length)
+        meta = self.static_meta = self._static.meta
+        self.dim = self._static.dim
+        self.max_seq_length = self._static.max_seq_length
+        # The name keys the embedding cache: it says everything that changes the vectors.
+        suffix = "+static" + (f"-r{RECIPE}" if RECIPE > 1 else "")
+        if meta["dim"] != meta["hidden"]:
+            suffix += f"-d{meta['dim']}"
+        if meta["vocab_size"] < meta["vocab"]:
+            suffix += f"-v{meta['vocab_size']}"
+        if self.max_seq_length != int(meta["max_seq_length"]):
             suffix += f"+len{self.max_seq_length}"
         self.name = base + suffix
 
@@ -177,10 +247,12 @@ class TextEncoder:
                 show_progress_bar=progress,
             )
             return np.ascontiguousarray(vecs, dtype=np.float32)
-        assert self._runner is not None
         from tqdm.auto import tqdm
 
         with tqdm(total=len(items), disable=not progress, file=sys.stderr, unit="text") as bar:
+            if self._static is not None:  # already unit rows
+                return self._static.encode(items, self.batch_size, bar.update)
+            assert self._runner is not None
             vecs = self._runner.run(items, self.batch_size, bar.update)
         return _normalise(vecs)
 
