@@ -1,4 +1,4 @@
-"""CLI commands for the online engine: track, recommend, worker."""
+"""CLI commands for the online engine: track, recommend, user, worker."""
 
 from __future__ import annotations
 
@@ -98,6 +98,34 @@ def register(main: click.Group) -> None:
         for n, r in enumerate(recs, 1):
             label = r.fields.get("title") or r.fields.get("name") or ""
             click.echo(f"{n:>3}. {r.item_id:<10} {r.score:.4f}  {label}  — {'; '.join(r.reasons)}")
+
+    @main.command("user")
+    @click.argument("user")
+    @click.option("--age", type=float, help="Age in years.")
+    @click.option("--gender")
+    @click.option("--occupation")
+    @click.option("--zip", "zip_code", help="Postal code.")
+    @click.option("--loc", help="Location as lon,lat.")
+    @click.option("--catalog", help="Catalogue (index) name; default: the last ingested.")
+    @click.option("--json", "as_json", is_flag=True)
+    def user_cmd(user: str, age: float | None, gender: str | None, occupation: str | None,
+                 zip_code: str | None, loc: str | None, catalog: str | None,
+                 as_json: bool) -> None:
+        """Show USER's state; with options, first record what is known about USER (used
+        for "people like you": users of the same gender and occupation, age within 5)."""
+        from redrec.engine.setup import open_engine
+
+        attrs = {k: v for k, v in {"age": age, "gender": gender, "occupation": occupation,
+                                   "zip": zip_code, "loc": loc}.items() if v is not None}
+        with open_store() as store:
+            engine = open_engine(store, catalog)
+            if attrs:
+                engine.set_user(user, **attrs)
+            st = engine.state(user)
+        out = {"user": user, "events": st.events, "recent": st.recent[:10],
+               "excluded": sorted(st.excluded), "affinity": st.affinity,
+               "attributes": st.attributes}
+        emit(out, as_json, "\n".join(f"{k}: {v}" for k, v in out.items()))
 
     @main.command("worker")
     @click.option("--consumer", help="Consumer name (default: host-pid); reuse it after a "

@@ -93,7 +93,18 @@ def test_similar_and_within(home):
     assert all(n["distance"] <= 0.6 for n in near)
 
 
+def test_user_attributes(home):
+    run(home, "track", "cli-u5", "p7", "view")
+    out = json.loads(run(home, "user", "cli-u5", "--age", "34", "--gender", "F",
+                         "--occupation", "nurse", "--loc", "2.35,48.85", "--json").stdout)
+    assert out["attributes"] == {"age": "34", "gender": "F", "occupation": "nurse",
+                                 "loc": "2.35,48.85"}
+    assert out["events"] == 1 and out["recent"] == ["p7"]
+
+
 @pytest.mark.parametrize("args,message", [
+    (("user", "u", "--loc", "somewhere"), "loc must be"),
+    (("user", "u", "--age", "-3"), "age must be between"),
     (("track", "u", "p1", "wink"), "unknown event type"),
     (("track", "u", "shop:nope", "view"), "unknown item"),
     (("track", "u", "p1", "view", "--time", "tomorrow-ish"), "bad timestamp"),

@@ -191,7 +191,28 @@ class Engine:
         if unknown:
             raise InvalidInput(f"unknown user attribute(s) {sorted(unknown)}; use {sorted(allowed)}")
         Event.create(user_id, "x", "view", now=self.clock())  # checks the id
-        self.users.set_attributes(str(user_id), attributes)
+        clean = {k: v for k, v in attributes.items() if v is not None and v != ""}
+        # The profile index holds age as NUMERIC and loc as GEO: a value that does not
+        # parse would silently drop the user's profile (and vector) from the index.
+        if "age" in clean:
+            try:
+                age = float(clean["age"])
+            except (TypeError, ValueError):
+                raise InvalidInput(f"age must be a number, got {clean['age']!r}") from None
+            if not 0 <= age < 200:
+                raise InvalidInput(f"age must be between 0 and 200, got {age:g}")
+            clean["age"] = int(age) if age.is_integer() else age
+        if "loc" in clean:
+            loc = clean["loc"]
+            try:
+                lon, lat = ((float(loc["lon"]), float(loc["lat"])) if isinstance(loc, dict)
+                            else (float(p) for p in str(loc).split(",")))
+            except (KeyError, TypeError, ValueError):
+                raise InvalidInput(f"loc must be 'lon,lat' or {{lon, lat}}, got {loc!r}") from None
+            if not (-180 <= lon <= 180 and -85.05112878 <= lat <= 85.05112878):
+                raise InvalidInput(f"loc {lon},{lat} is outside the valid range")
+            clean["loc"] = f"{lon},{lat}"
+        self.users.set_attributes(str(user_id), clean)
 
     # -- recommendations -----------------------------------------------------------------
 
