@@ -122,8 +122,13 @@ def register(main: click.Group) -> None:
             if attrs:
                 engine.set_user(user, **attrs)
             st = engine.state(user)
+        # Affinities are stored as time-growing weights (no decay writes needed); shown
+        # relative to the strongest one.
+        top = max(st.affinity.values(), default=0.0) or 1.0
+        affinity = {c: round(v / top, 3) for c, v in
+                    sorted(st.affinity.items(), key=lambda kv: -kv[1])[:10]}
         out = {"user": user, "events": st.events, "recent": st.recent[:10],
-               "excluded": sorted(st.excluded), "affinity": st.affinity,
+               "excluded": sorted(st.excluded), "affinity": affinity,
                "attributes": st.attributes}
         emit(out, as_json, "\n".join(f"{k}: {v}" for k, v in out.items()))
 
