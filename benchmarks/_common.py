@@ -52,3 +52,16 @@ def emit(name: str, record: dict[str, Any]) -> None:
     with open(RESULTS / f"{name}.jsonl", "a") as f:
         f.write(line + "\n")
     sys.stdout.flush()
+
+
+def knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's k nearest rows (cosine, self excluded) that are the same
+    under two sets of vectors for the same items."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    sa, sb = a @ a.T, b @ b.T
+    np.fill_diagonal(sa, -np.inf)
+    np.fill_diagonal(sb, -np.inf)
+    ta = np.argpartition(-sa, k, axis=1)[:, :k]
+    tb = np.argpartition(-sb, k, axis=1)[:, :k]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb, strict=True)]))

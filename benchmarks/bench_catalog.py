@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, percentiles_ms  # noqa: E402
+from _common import emit, knn_overlap, percentiles_ms  # noqa: E402
 
 import redrec  # noqa: E402
 from redrec.apps.books import BOOKS_DIR, books_catalog, ingest_books  # noqa: E402
@@ -139,7 +139,7 @@ def measure_static(store: Store, books: Catalog, queries: int) -> dict[str, Any]
         "end_to_end_with_build_items_per_s": round(report.written / (total + setup_s), 1),
         "fidelity": {
             "books_compared": len(have),
-            "knn10_overlap": round(_knn_overlap(s, r), 3),
+            "knn10_overlap": round(knn_overlap(s, r), 3),
             "cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4),
             "query_top10_overlap": round(float(np.mean(overlap)), 3),
             "query_top10_overlap_each": dict(zip(EXAMPLE_QUERIES, overlap, strict=True)),
@@ -154,18 +154,6 @@ def measure_static(store: Store, books: Catalog, queries: int) -> dict[str, Any]
 def _vectors(cat: Catalog, ids: list[str]) -> list[np.ndarray | None]:
     return [None if row is None or row[0] is None else np.asarray(row[0], dtype=np.float64)
             for row in cat.index.fetch(ids, "embedding")]
-
-
-def _knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
-    """Mean share of each row's k nearest rows (cosine, self excluded) found in both."""
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    sa, sb = a @ a.T, b @ b.T
-    np.fill_diagonal(sa, -np.inf)
-    np.fill_diagonal(sb, -np.inf)
-    ta = np.argpartition(-sa, k, axis=1)[:, :k]
-    tb = np.argpartition(-sb, k, axis=1)[:, :k]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb, strict=True)]))
 
 
 if __name__ == "__main__":

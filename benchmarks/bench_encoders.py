@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from _common import emit  # noqa: E402
+from _common import emit, knn_overlap  # noqa: E402
 
 DATA = Path("/work/shared/data/ru402")
 QUERY = "a gripping novel about time travel and lost love"
@@ -150,16 +150,6 @@ def run_latency(
         "cpu_p50_ms": round(float(np.percentile(cms, 50)), 2),
         "cpu_p99_ms": round(float(np.percentile(cms, 99)), 2),
     }
-
-
-def knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
-    """Mean share of each row's k nearest neighbours (self excluded) found in both."""
-    sa, sb = a @ a.T, b @ b.T
-    np.fill_diagonal(sa, -np.inf)
-    np.fill_diagonal(sb, -np.inf)
-    ta = np.argpartition(-sa, k, axis=1)[:, :k]
-    tb = np.argpartition(-sb, k, axis=1)[:, :k]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb, strict=True)]))
 
 
 def fidelity(vecs: np.ndarray, ref: np.ndarray) -> dict[str, float]:

@@ -122,6 +122,15 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
+def check_threads(backend: str, threads: int | None) -> None:
+    """``threads`` is an ONNX Runtime session setting: only valid with the onnx backend."""
+    if threads is not None and (backend != "onnx" or threads < 1):
+        raise ConfigError(
+            "threads sets ONNX Runtime's threads (backend='onnx', at least 1); torch's "
+            "are process-wide: the application sets them with torch.set_num_threads"
+        )
+
+
 def make_session(
     path: Path, device: str = "cpu", threads: int | None = None
 ) -> onnxruntime.InferenceSession:

@@ -199,11 +199,7 @@ class ImageEncoder:
             raise ConfigError(f"unknown image backend {backend!r}: use 'torch' or 'onnx'")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
-        if threads is not None and (backend != "onnx" or threads < 1):
-            raise ConfigError(
-                "threads sets ONNX Runtime's threads (backend='onnx', at least 1); torch's "
-                "are process-wide: the application sets them with torch.set_num_threads"
-            )
+        _onnx.check_threads(backend, threads)
         self.backend = backend
         self.device = device
         self.batch_size = batch_size

@@ -142,11 +142,7 @@ class TextEncoder:
             raise ConfigError(f"vocab_size must be at least 1, not {vocab_size}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
-        if threads is not None and (backend != "onnx" or threads < 1):
-            raise ConfigError(
-                "threads sets ONNX Runtime's threads (backend='onnx', at least 1); torch's "
-                "are process-wide: the application sets them with torch.set_num_threads"
-            )
+        _onnx.check_threads(backend, threads)
         if max_seq_length is not None and max_seq_length < 2:
             raise ConfigError(f"max_seq_length must be at least 2, not {max_seq_length}")
         base, path = resolve_text_model(model)

@@ -185,34 +185,10 @@ class Engine:
         )
 
     def set_user(self, user_id: str, **attributes: Any) -> None:
-        """Record what is known about a user (age, gender, occupation, zip, loc)."""
-        allowed = {"age", "gender", "occupation", "zip", "loc"}
-        unknown = set(attributes) - allowed
-        if unknown:
-            raise InvalidInput(f"unknown user attribute(s) {sorted(unknown)}; use {sorted(allowed)}")
+        """Record what is known about a user (age, gender, occupation, zip, loc); a bad
+        name or value is InvalidInput and nothing is written."""
         Event.create(user_id, "x", "view", now=self.clock())  # checks the id
-        clean = {k: v for k, v in attributes.items() if v is not None and v != ""}
-        # The profile index holds age as NUMERIC and loc as GEO: a value that does not
-        # parse would silently drop the user's profile (and vector) from the index.
-        if "age" in clean:
-            try:
-                age = float(clean["age"])
-            except (TypeError, ValueError):
-                raise InvalidInput(f"age must be a number, got {clean['age']!r}") from None
-            if not 0 <= age < 200:
-                raise InvalidInput(f"age must be between 0 and 200, got {age:g}")
-            clean["age"] = int(age) if age.is_integer() else age
-        if "loc" in clean:
-            loc = clean["loc"]
-            try:
-                lon, lat = ((float(loc["lon"]), float(loc["lat"])) if isinstance(loc, dict)
-                            else (float(p) for p in str(loc).split(",")))
-            except (KeyError, TypeError, ValueError):
-                raise InvalidInput(f"loc must be 'lon,lat' or {{lon, lat}}, got {loc!r}") from None
-            if not (-180 <= lon <= 180 and -85.05112878 <= lat <= 85.05112878):
-                raise InvalidInput(f"loc {lon},{lat} is outside the valid range")
-            clean["loc"] = f"{lon},{lat}"
-        self.users.set_attributes(str(user_id), clean)
+        self.users.set_attributes(str(user_id), attributes)
 
     # -- recommendations -----------------------------------------------------------------
 
@@ -301,7 +277,7 @@ class Engine:
         people = self._people([hs for n, hs in hits.items() if n.startswith("_users")], excluded)
         if people:
             unchecked["people"] = people[:want]
-        popular = [i for i, _ in hits.get("_popular", []) if i not in excluded][:want]
+        popular = [i for i in hits.get("_popular", []) if i not in excluded][:want]
         if popular:
             unchecked["popular"] = popular
         checks: dict[str, Any] = {}
@@ -324,7 +300,7 @@ class Engine:
         if not cold and len(fields) < k:
             # Short (a tiny catalogue, a model that knows few items, heavy exclusions):
             # fill from popular items, then anything that passes the filters.
-            popular = [i for i, _ in self.users.popular(want + len(excluded))
+            popular = [i for i in self.users.popular(want + len(excluded))
                        if i not in excluded and i not in fields][:want]
             fill: dict[str, Any] = {}
             if popular:

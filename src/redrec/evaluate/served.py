@@ -14,7 +14,6 @@ replay, as a deployment would know them, so lists that use demographics are meas
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from redrec.datasets.interactions import AttributeTable
 from redrec.engine import Engine, Event
 from redrec.evaluate.metrics import hit_rate, mrr, ndcg
 from redrec.evaluate.split import EvalCase
+from redrec.exceptions import InvalidInput
+from redrec.store.users import profile_value
 
 __all__ = ["ServedResult", "engine_attributes", "record_user_attributes", "replay",
            "served_metrics"]
@@ -41,10 +42,9 @@ USER_COLUMNS = {"age": "age", "gender": "gender", "occupation": "occupation",
 def engine_attributes(row: Mapping[str, str]) -> dict[str, str]:
     """The attributes ``Engine.set_user`` takes, from one row of a ``.user`` table.
 
-    Empty values are left out, and so are values the profile index could not hold: the
-    profile hash indexes ``age`` as NUMERIC and ``loc`` as GEO, and a hash whose value
-    fails to parse drops out of the index (its session vector with it, and so the user
-    from "people like you"). ``age`` becomes a plain number string ("24", not "24.0").
+    Empty values are left out, and so are values the profile index could not hold
+    (:func:`redrec.store.users.profile_value` says which): a row with a bad age still
+    records the user's gender and occupation. A ``loc`` may also be ``lon lat``.
     """
     out: dict[str, str] = {}
     for column, raw in row.items():
@@ -52,32 +52,13 @@ def engine_attributes(row: Mapping[str, str]) -> dict[str, str]:
         value = raw.strip() if isinstance(raw, str) else ""
         if name is None or not value:
             continue
-        parsed = {"age": _age, "loc": _loc}.get(name, lambda v: v)(value)
-        if parsed is not None:
-            out[name] = parsed
+        if name == "loc":
+            value = ",".join(value.replace(",", " ").split())
+        try:
+            out[name] = profile_value(name, value)
+        except InvalidInput:
+            continue
     return out
-
-
-def _age(value: str) -> str | None:
-    try:
-        age = float(value)
-    except ValueError:
-        return None
-    if not math.isfinite(age) or age < 0:
-        return None
-    return str(int(age)) if age.is_integer() else repr(age)
-
-
-def _loc(value: str) -> str | None:
-    """``lon,lat`` (or ``lon lat``) within range, as the profile's GEO field wants it."""
-    parts = value.replace(",", " ").split()
-    try:
-        lon, lat = (float(p) for p in parts)
-    except ValueError:
-        return None
-    if not (-180 <= lon <= 180 and -85.05112878 <= lat <= 85.05112878):
-        return None
-    return f"{lon!r},{lat!r}"
 
 
 def record_user_attributes(engine: Engine, table: AttributeTable | None,

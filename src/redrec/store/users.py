@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import redis
 
+from redrec.exceptions import InvalidInput
 from redrec.store._errors import translate_errors
-from redrec.store.index import Command, Hit, Prepared, VectorIndex
+from redrec.store.index import Command, Prepared, VectorIndex
 from redrec.store.keys import user_key
 from redrec.store.schema import IndexSpec
 
@@ -38,8 +39,8 @@ __all__ = ["Interaction", "TrackOp", "UserState", "UserStore"]
 NS = "redrec"
 PROFILE_INDEX = "redrec_profiles"
 PROFILE_PREFIX = f"{NS}:profile:"
-_ATTRIBUTES = ("age", "gender", "occupation", "loc", "zip")
-_PROFILE_READ = [*_ATTRIBUTES, "vn"]
+ATTRIBUTES = ("age", "gender", "occupation", "loc", "zip")  # what a profile may record
+_PROFILE_READ = [*ATTRIBUTES, "vn"]
 
 # KEYS: profile recent excl aff seen log meta
 # ARGV: event_id user item ts weight cats excl_until recent_cap dedupe payload positive aff_inc
@@ -243,13 +244,15 @@ class UserStore:
                 self.vector_every]
 
     def set_attributes(self, user_id: str, attributes: dict[str, Any]) -> None:
+        """Record a user's attributes (:data:`ATTRIBUTES`; None or "" are left out).
+        Every value is checked by :func:`profile_value` before anything is written."""
+        unknown = set(attributes) - set(ATTRIBUTES)
+        if unknown:
+            raise InvalidInput(f"unknown user attribute(s) {sorted(unknown)}; use {sorted(ATTRIBUTES)}")
         mapping: dict[str, str] = {"uid": user_id}
         for k, v in attributes.items():
-            if v is None:
-                continue
-            if k == "loc" and isinstance(v, dict):
-                v = f"{v['lon']},{v['lat']}"
-            mapping[k] = str(v)
+            if v is not None and v != "":
+                mapping[k] = profile_value(k, v)
         with translate_errors():
             self.client.hset(self.profile_key(user_id), mapping=mapping)
             self.client.sadd(f"{NS}:users", user_id)
@@ -295,42 +298,18 @@ class UserStore:
                 excluded={_s(x) for x in excl},
                 affinity={_s(k): float(v) for k, v in aff.items()},
                 events=int(count or 0),
-                attributes={k: _s(v) for k, v in zip(_ATTRIBUTES, prof, strict=False)
+                attributes={k: _s(v) for k, v in zip(ATTRIBUTES, prof, strict=False)
                             if v is not None},
                 vector_events=int(prof[-1] if prof[-1] is not None else -1),
             ))
         return out, extra
 
-    def recent_many(self, user_ids: Iterable[str], n: int) -> dict[str, list[str]]:
-        """The latest positive items of several users (one round trip)."""
-        ids = list(user_ids)
-        with translate_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for u in ids:
-                pipe.lrange(user_key(NS, u, "recent"), 0, n - 1)
-            rows = pipe.execute()
-        out = {}
-        for u, r in zip(ids, rows, strict=True):
-            hist = [_interaction(x) for x in r]
-            out[u] = list(dict.fromkeys(h.item_id for h in hist if h.positive))
-        return out
-
-    def save_vectors(self, vectors: dict[str, tuple[np.ndarray | None, int, Sequence[str]]]) -> None:
-        """Store users' session vectors in their profiles (indexed for "people like
-        you") with their latest positive items, which a neighbour search returns in the
-        same reply. Written every few events, not per event: each write re-indexes the
-        vector."""
-        if not vectors:
-            return
-        with translate_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for cmd in self.save_commands(vectors):
-                pipe.execute_command(*cmd.command())
-            pipe.execute()
-
     def save_commands(self, vectors: dict[str, tuple[np.ndarray | None, int, Sequence[str]]]
                       ) -> list[Command]:
-        """The writes of :meth:`save_vectors`, to send in another round trip."""
+        """Writes that store users' session vectors in their profiles (indexed for
+        "people like you") with their latest positive items, which a neighbour search
+        returns in the same reply; sent with other commands of a round trip. Written every
+        few events, not per event: each write re-indexes the vector."""
         out = []
         for user_id, (vec, events, items) in vectors.items():
             key = self.profile_key(user_id)
@@ -362,22 +341,16 @@ class UserStore:
                 out.append(self.profiles.find(demo, return_fields=ret, limit=k))
         return out
 
-    def similar_users(self, vector: np.ndarray, k: int, *, exclude: str | None = None,
-                      filters: dict[str, Any] | None = None) -> list[Hit]:
-        excl = [f"{{{exclude}}}"] if exclude else []
-        return [Hit(h.fields.get("uid", h.id.strip("{}")), h.distance, h.fields)
-                for h in self.profiles.knn(vector, k, filters=filters, exclude=excl,
-                                           return_fields=["uid"])]
-
     def prepare_popular(self, n: int) -> Command:
-        """The ``n`` most popular items (ids), to send in another round trip."""
+        """The ``n`` most popular item ids, to send in a round trip with other commands."""
         return Command("ZREVRANGE", f"{NS}:popular", 0, max(0, n - 1),
-                       finish=lambda rows: [(_s(i), 0.0) for i in rows])
+                       finish=lambda rows: [_s(i) for i in rows])
 
-    def popular(self, n: int) -> list[tuple[str, float]]:
+    def popular(self, n: int) -> list[str]:
+        """The ``n`` most popular item ids, most popular first."""
+        cmd = self.prepare_popular(n)
         with translate_errors():
-            rows = self.client.zrevrange(f"{NS}:popular", 0, n - 1, withscores=True)
-        return [(_s(i), float(s)) for i, s in rows]
+            return cmd.finish(self.client.execute_command(*cmd.command()))
 
     def all_users(self) -> list[str]:
         with translate_errors():
@@ -421,3 +394,29 @@ def demographic_filter(attributes: dict[str, str]) -> dict[str, Any] | None:
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"and": clauses}
+
+
+def profile_value(name: str, value: Any) -> str:
+    """``value`` as a profile hash stores attribute ``name``. The profile index holds
+    ``age`` as NUMERIC and ``loc`` as GEO, and a hash whose value does not parse drops
+    out of the index silently (its session vector with it), so those two are checked:
+    InvalidInput for an age that is not a number in 0..200 or a loc that is not
+    ``lon,lat`` (or ``{"lon", "lat"}``) within range. Ages print as "24", not "24.0"."""
+    if name == "age":
+        try:
+            age = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"age must be a number, got {value!r}") from None
+        if not 0 <= age < 200:
+            raise InvalidInput(f"age must be between 0 and 200, got {age:g}")
+        return str(int(age)) if age.is_integer() else repr(age)
+    if name == "loc":
+        try:
+            lon, lat = ((float(value["lon"]), float(value["lat"])) if isinstance(value, dict)
+                        else (float(p) for p in str(value).split(",")))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInput(f"loc must be 'lon,lat' or {{lon, lat}}, got {value!r}") from None
+        if not (-180 <= lon <= 180 and -85.05112878 <= lat <= 85.05112878):
+            raise InvalidInput(f"loc {lon},{lat} is outside the valid range")
+        return f"{lon!r},{lat!r}"
+    return str(value)
