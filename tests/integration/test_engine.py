@@ -36,7 +36,8 @@ def engine(store, shop):
         store.client.delete(key)
     for key in store.client.scan_iter("redrec:profile:*"):
         store.client.delete(key)
-    store.client.delete("redrec:popular", "redrec:users")
+    store.client.delete("redrec:popular", "redrec:users",
+                        *store.client.scan_iter("redrec:popular:cat:*"))
     cfg = EngineConfig(
         category_field="category", geo_field="store",
         periods={"bbq-week": Period(start="06-01", end="06-07")},
@@ -262,3 +263,44 @@ def test_people_like_you_by_attributes_for_a_new_user(engine):
     liked = {r.item_id for r in recs if "people like you liked it" in r.reasons}
     assert {"p31", "p32"} <= liked and not {"p51", "p52"} & liked
     assert engine.state("kim").attributes == {"gender": "F", "occupation": "nurse", "age": "31"}
+
+
+def test_filtered_requests_rank_the_checked_pool_by_the_session(engine, store):
+    """With filters the lists are checked as one pool, which the session vector ranks."""
+    for item in ("p1", "p2", "p3"):
+        view(engine, "pia", item)
+    f = {"in_stock": "yes", "price": {"lte": 40}}
+    recs = engine.recommend("pia", 10, filters=f)
+    items = {i["id"]: i for i in shop_items()}
+    assert len(recs) == 10
+    assert all(items[r.item_id]["in_stock"] == "yes" and items[r.item_id]["price"] <= 40
+               for r in recs)
+    assert cats(recs[:5]) == ["scifi"] * 5  # nearest to a scifi session
+    assert any("close to what you are browsing now" in r.reasons for r in recs)
+    assert not {"p1", "p2", "p3"} & {r.item_id for r in recs}
+
+
+def test_a_filter_away_from_the_users_taste_gets_popular_items_of_those_categories(engine):
+    for u in range(4):  # cooking fans make p46 and p47 the popular cooking items
+        for item in ("p46", "p47"):
+            view(engine, f"chef{u}", item, "purchase")
+    for item in ("p1", "p2", "p3", "p4"):
+        view(engine, "raf", item)  # raf only ever looked at scifi
+    recs = engine.recommend("raf", 10, filters={"category": ["Cooking"], "in_stock": "yes"})
+    assert len(recs) == 10 and set(cats(recs)) == {"cooking"}
+    popular = {r.item_id for r in recs if "popular right now" in r.reasons}
+    assert {"p46", "p47"} <= popular
+    assert engine.store.client.zscore("redrec:popular:cat:cooking", "p46") > 0
+
+
+def test_too_few_pooled_items_pass_so_the_prefiltered_search_fills_the_list(engine):
+    """No popularity and a filter none of the user's lists reach: the pre-filtered KNN
+    still returns k items that pass."""
+    view(engine, "sam", "p1")
+    recs = engine.recommend("sam", 8, filters={"category": "romance", "price": {"gte": 20}})
+    items = {i["id"]: i for i in shop_items()}
+    expected = [i for i in items.values() if i["category"] == "romance" and i["price"] >= 20]
+    assert len(recs) == min(8, len(expected))
+    assert all(items[r.item_id]["category"] == "romance" and items[r.item_id]["price"] >= 20
+               for r in recs)
+    assert any("close to what you are browsing now" in r.reasons for r in recs)

@@ -2,7 +2,7 @@ import pytest
 from redisvl.query.filter import Tag
 
 from redrec.exceptions import InvalidInput
-from redrec.store.filters import compile_filter, escape_text_words
+from redrec.store.filters import compile_filter, escape_text_words, required_tag_values
 from redrec.store.schema import IndexSpec
 
 SPEC = IndexSpec.from_dict({
@@ -134,3 +134,19 @@ def test_a_long_tag_list_is_estimated_from_the_number_of_distinct_values():
     assert got == pytest.approx(100 / 20_000)
     assert estimate_selectivity(SPEC, {"not": {"genre": ids}}, share,
                                 lambda field: 200) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, None),
+    ({"price": {"lte": 3}}, None),
+    ({"genre": "jazz"}, ["jazz"]),
+    ({"genre": ["jazz", "folk"], "price": {"lte": 3}}, ["jazz", "folk"]),
+    ({"genre": {"eq": ["jazz"]}}, ["jazz"]),
+    ({"genre": {"ne": "jazz"}}, None),
+    ({"and": [{"price": {"lte": 3}}, {"genre": ["jazz", "folk"]}]}, ["jazz", "folk"]),
+    ({"and": [{"genre": ["jazz", "folk"]}], "genre": ["folk", "pop"]}, ["folk"]),
+    ({"or": [{"genre": "jazz"}, {"genre": "folk"}]}, None),
+    ({"not": {"genre": "jazz"}}, None),
+])
+def test_required_tag_values(value, expected):
+    assert required_tag_values(value, "genre") == expected

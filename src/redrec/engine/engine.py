@@ -19,6 +19,7 @@ short while enough items qualify.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -36,12 +37,14 @@ from redrec.engine.events import Event
 from redrec.exceptions import ConfigError, InvalidInput, NotFoundError
 from redrec.fusion import rrf, weighted
 from redrec.store import Store
+from redrec.store.filters import required_tag_values
 from redrec.store.index import Hit, run_all
 from redrec.store.users import Interaction, TrackOp, UserState, UserStore
 
 __all__ = ["Engine", "Recommendation"]
 
 _T0 = 1_750_000_000.0  # time origin of the growing weights behind decayed popularity
+_RANK_WEIGHTS = [1.0 / (1 + 0.1 * r) for r in range(20)]  # a neighbour's latest items
 
 _REASONS = {
     "tower": "picked for you from your recent activity",
@@ -220,16 +223,26 @@ class Engine:
         """The candidate lists (ids best first, exclusions and filters applied) and the
         fields of every candidate, in two round trips after the state read.
 
-        Round trip 1: the user's vector lists (tower, session) as KNN queries with the
-        filters as a pre-filter, so they alone keep the answer from running short while
-        enough items qualify; the item-to-item lists of the last items, unfiltered, from
-        a cache of each item's nearest neighbours (computed by KNN on a miss, kept per
-        catalogue generation); the neighbour search for "people like you"; popular items
-        for a new user. Round trip 2: one ``INKEYS`` search checks every candidate that
-        did not come from a pre-filtered query against the filters, inside Redis, at ~2 us
-        per id (a filtered KNN costs ~1.5 ms on 20k items, mostly evaluating the filter);
-        what passes keeps its order, so a filtered item-to-item list is exactly the head
-        of its pre-filtered version.
+        Round trip 1 gathers the lists: the item-to-item lists of the user's last items
+        (each item's unfiltered nearest neighbours, cached per catalogue generation,
+        computed by KNN on a miss); the neighbour search for "people like you"; popular
+        items for a new user; and the user's vector lists (tower, session) as KNN
+        queries. Round trip 2 checks, in one ``INKEYS`` search inside Redis, every
+        candidate that did not come from a pre-filtered query.
+
+        Without filters the vector lists are plain HNSW searches and round trip 2 only
+        loads the fields of candidates not seen lately (often it is skipped).
+
+        With filters, a pre-filtered KNN costs ~1.5-2 ms on 20k items in RediSearch 2.10
+        (mostly evaluating the filter over the catalogue), so the lists are drawn
+        without the filters into a pool (``filtered_pool_depth``) joined by popular items
+        (from the categories the filter asks for, or overall), and the check ranks the
+        pool by the session vector as it filters it: the passing items nearest to the
+        session are the session list; every other list keeps its passing items in order
+        (a filtered item-to-item list is exactly the head of its pre-filtered version).
+        Only if fewer than ``k`` candidates pass does a third round trip run the
+        pre-filtered vector queries, so the list is never short while enough items
+        qualify.
         """
         cfg = self.config
         want = 2 * k + 5  # list depth for fusion
@@ -238,14 +251,24 @@ class Engine:
         session = self._session_vector(state, vectors, now)
         last = [i for i in state.recent[: cfg.recent_items] if vectors.get(i) is not None]
         queries: dict[str, Any] = {}
-        prefilter = self._prefilter(filters, excluded)
+        if filters:
+            # Unfiltered vector lists (ids only, cheap HNSW searches) go to the check
+            # below with the other lists; a pre-filtered KNN runs only if too few pass.
+            vector_kw: dict[str, Any] = {"filters": None, "exclude": excluded, "return_fields": []}
+            depth = cfg.filtered_pool_depth
+        else:
+            vector_kw = {**self._prefilter(filters, excluded), "return_fields": ret}
+            depth = want
         if self.tower is not None and state.recent:
-            tq = self.tower.prepare(state.recent, want, return_fields=ret, **prefilter)
+            # With filters the tower list (the strongest) is drawn deeper: its items are
+            # not ranked by the session check.
+            tq = self.tower.prepare(state.recent, 2 * max(depth, want) if filters else depth,
+                                    **vector_kw)
             if tq is not None:
                 queries["tower"] = tq
-        if session is not None:
+        if session is not None and not filters:
             queries["session"] = self.items.prepare_knn(
-                session, want, field=self.vector_field, return_fields=ret, **prefilter)
+                session, depth, field=self.vector_field, **vector_kw)
         for item_id in last if self.vector_field else []:
             queries[f"recent:{item_id}"] = self.items.prepare_cached_neighbours(
                 item_id, self.vector_field, generation)
@@ -255,8 +278,18 @@ class Engine:
                     attributes=state.attributes)):
                 queries[f"_users{n}"] = q
         cold = state.events < cfg.cold_start_events
-        if cold:
-            queries["_popular"] = self.users.prepare_popular(want + len(excluded))
+        # Popular items: the cold-start answer, and with filters the pool's general part
+        # (taste-based lists may hold no item that passes, popular ones usually do):
+        # popular within each category a filter asks for, else popular overall.
+        n_popular = cfg.filtered_popular_depth if filters else want
+        cats = (required_tag_values(filters, cfg.category_field)
+                if filters and cfg.category_field else None)
+        if cats:
+            for c in dict.fromkeys(v.lower() for v in cats[:50]):
+                queries[f"_popular:{c}"] = self.users.prepare_popular(
+                    cfg.filtered_category_popular_depth + len(excluded), category=c)
+        elif cold or filters:
+            queries["_popular"] = self.users.prepare_popular(n_popular + len(excluded))
         names = list(queries)
         hits = dict(zip(names, run_all(self.store.client, [queries[n] for n in names]),
                         strict=True))
@@ -269,15 +302,21 @@ class Engine:
             if name.startswith("_"):
                 continue
             if name.startswith("recent:"):
-                unchecked[name] = [i for i in hs if i not in excluded][:want]
+                unchecked[name] = [i for i in hs if i not in excluded][:depth]
+                continue
+            if filters:  # an unfiltered vector list
+                unchecked[name] = [h.id for h in hs]
                 continue
             lists[name] = [h.id for h in hs]
             for h in hs:
                 fields.setdefault(h.id, h.fields)
         people = self._people([hs for n, hs in hits.items() if n.startswith("_users")], excluded)
         if people:
-            unchecked["people"] = people[:want]
-        popular = [i for i in hits.get("_popular", []) if i not in excluded][:want]
+            unchecked["people"] = people[:depth]
+        by_category = [hs for n, hs in hits.items() if n.startswith("_popular:")]
+        ranked = ([i for row in itertools.zip_longest(*by_category) for i in row if i]
+                  if by_category else hits.get("_popular", []))
+        popular = [i for i in dict.fromkeys(ranked) if i not in excluded][:n_popular]
         if popular:
             unchecked["popular"] = popular
         checks: dict[str, Any] = {}
@@ -291,12 +330,32 @@ class Engine:
                     if i in known:
                         fields.setdefault(i, known[i])
         pending = [i for ids in unchecked.values() for i in ids if i not in fields]
-        if pending:
+        if pending and filters and session is not None:
+            # The session list with filters: the pool, ranked by the session vector in
+            # the search that checks it. Only the nearest passing items come back (each
+            # returned item costs ~6 us end to end); the other lists keep those.
+            checks["check:session"] = self.items.among(
+                pending, filters, return_fields=ret, vector=session, field=self.vector_field,
+                limit=None if "tower" in unchecked else 2 * want)
+        elif pending:
             checks["check"] = self.items.among(pending, filters, return_fields=ret)
         if cold or not (lists or unchecked):
             checks["catalog"] = self._catalog_list(filters, ret, want + len(excluded))
         self._merge(lists, fields, unchecked, checks, excluded, want, writes)
         known.update(fields)
+        if filters and len(fields) < k and (session is not None or "tower" in queries):
+            # Too few candidates pass the filters: the vector lists again, pre-filtered
+            # (RediSearch finds the nearest passing items, however far they are).
+            prefilter = self._prefilter(filters, excluded)
+            again: dict[str, Any] = {}
+            if "tower" in queries:
+                tq = self.tower.prepare(state.recent, want, return_fields=ret, **prefilter)
+                if tq is not None:
+                    again["tower"] = tq
+            if session is not None:
+                again["session"] = self.items.prepare_knn(
+                    session, want, field=self.vector_field, return_fields=ret, **prefilter)
+            self._merge(lists, fields, {}, again, excluded, want)
         if not cold and len(fields) < k:
             # Short (a tiny catalogue, a model that knows few items, heavy exclusions):
             # fill from popular items, then anything that passes the filters.
@@ -377,7 +436,7 @@ class Engine:
                 for h in got.values():
                     fields.setdefault(h.id, h.fields)
                 if name != "check":
-                    lists[name] = [h.id for h in hs if h.id in got][:want]
+                    lists[name.removeprefix("check:")] = [h.id for h in hs if h.id in got][:want]
         for lname, ids in unchecked.items():
             lists[lname] = [i for i in ids if i in fields][:want]
 
@@ -407,24 +466,30 @@ class Engine:
     def _session_vector(self, state: UserState, vectors: dict[str, np.ndarray | None],
                         now: float) -> np.ndarray | None:
         """The time-decayed, weighted sum of the user's recent item vectors."""
-        acc = np.zeros(self.dim, dtype=np.float64)
-        used = False
         hl = self.config.session_half_life_s
+        rows, coef = [], []
         for h in state.history[:20]:
             vec = vectors.get(h.item_id)
             if vec is None:
                 continue
             decay = 2.0 ** (-max(0.0, now - h.timestamp) / hl) if h.timestamp else 1.0
-            acc += (h.weight * max(decay, 1e-3)) * (vec / (np.linalg.norm(vec) or 1.0))
-            used = True
+            rows.append(vec)
+            coef.append(h.weight * max(decay, 1e-3))
+        if not rows:
+            return None
+        m = np.asarray(rows, dtype=np.float64)
+        norms = np.linalg.norm(m, axis=1)
+        norms[norms == 0] = 1.0
+        acc = (np.asarray(coef) / norms) @ m
         norm = float(np.linalg.norm(acc))
-        return (acc / norm).astype(np.float32) if used and norm > 1e-9 else None
+        return (acc / norm).astype(np.float32) if norm > 1e-9 else None
 
     def _people(self, neighbours: list[list[Hit]], excluded: set[str]) -> list[str]:
         """What users like this one did lately, by their similarity and recency; a
         neighbour found by attributes alone (no vector yet) counts as similarity 0.5."""
         score: dict[str, float] = {}
         seen: set[str] = set()
+        get = score.get
         for hits in neighbours:
             for h in hits:
                 uid = str(h.fields.get("uid") or h.id)
@@ -433,10 +498,10 @@ class Engine:
                 seen.add(uid)
                 sim = 0.5 if math.isnan(h.distance) else max(0.0, 1.0 - h.distance)
                 items = str(h.fields.get("items") or "").split("\x1f")
-                for rank, item in enumerate(items[:20]):
+                for item, rank_w in zip(items, _RANK_WEIGHTS, strict=False):
                     if item and item not in excluded:
-                        score[item] = score.get(item, 0.0) + sim / (1 + 0.1 * rank)
-        return sorted(score, key=lambda i: -score[i])[:200]
+                        score[item] = get(item, 0.0) + sim * rank_w
+        return sorted(score, key=score.__getitem__, reverse=True)[:200]
 
     def _return_fields(self) -> list[str]:
         out = [*self._display]
@@ -464,15 +529,18 @@ class Engine:
         rules = [(rule, set(rule.values)) for rule in boosts]
         # Boosts move every candidate; reasons are written for the k that are kept.
         scored: list[tuple[float, str, list[str], str | None, list[str]]] = []
+        boost = cfg.affinity_boost / top_aff if top_aff > 0 else 0.0
         for item, score, sources in fused:
             f = fields.get(item, {})
             liked = None
             if cat_field:
-                cats = _as_list(f.get(cat_field))
-                best = max((aff.get(c, 0.0) for c in cats), default=0.0)
-                if best > 0:
-                    score *= 1.0 + cfg.affinity_boost * best / top_aff
-                    liked = max(cats, key=lambda c: aff.get(c, 0.0))
+                best = 0.0
+                for c in _as_list(f.get(cat_field)):
+                    a = aff.get(c, 0.0)
+                    if a > best:
+                        best, liked = a, c
+                if liked is not None:
+                    score *= 1.0 + boost * best
             boosted = []
             for rule, values in rules:
                 if set(_as_list(f.get(rule.field))) & values:
@@ -542,6 +610,8 @@ class Engine:
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
+    if isinstance(value, str) and "," not in value and not value.startswith("["):
+        return [value] if value else []
     if isinstance(value, list):
         return [str(v) for v in value]
     if isinstance(value, str) and value.startswith("["):

@@ -34,6 +34,7 @@ __all__ = [
     "escape_text_words",
     "estimate_selectivity",
     "parse_cli_filters",
+    "required_tag_values",
 ]
 
 Filter = Mapping[str, Any] | FilterExpression | None
@@ -299,3 +300,28 @@ def estimate_selectivity(
         else:
             share *= fraction(str(_field_clause(spec, key, arg)))
     return share
+
+
+def required_tag_values(value: Filter, name: str) -> list[str] | None:
+    """The values of tag field ``name`` that every match of ``value`` must carry one of
+    (``{"category": ["a", "b"]}``, also inside ``and``), or None when the filter does
+    not restrict the field that way (no clause, or one under ``or``/``not``/``ne``).
+    The filter is assumed valid (compile it first); several clauses intersect."""
+    if not isinstance(value, Mapping):
+        return None
+    found: list[str] | None = None
+    for key, arg in value.items():
+        got: list[str] | None = None
+        if key == "and" and isinstance(arg, list):
+            for item in arg:
+                sub = required_tag_values(item, name)
+                if sub is not None:
+                    got = sub if got is None else [v for v in got if v in sub]
+        elif key == name:
+            if isinstance(arg, Mapping):
+                arg = arg.get("eq") if set(arg) == {"eq"} else None
+            if arg is not None:
+                got = [str(v) for v in (arg if isinstance(arg, list | tuple) else [arg])]
+        if got is not None:
+            found = got if found is None else [v for v in found if v in got]
+    return found

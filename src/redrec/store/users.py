@@ -13,8 +13,9 @@ All of a user's keys share the hash tag ``{<user>}`` (one cluster slot):
 * ``redrec:user:{u}:seen``   ZSET  ids of applied events (idempotency window)
 * ``redrec:user:{u}:log``    STREAM every applied event, the durable log training reads
 
-Global keys (idempotent updates, outside the script): ``redrec:users`` (SET of user ids)
-and ``redrec:popular`` (ZSET item -> time-weighted popularity).
+Global keys (idempotent updates, outside the script): ``redrec:users`` (SET of user ids),
+``redrec:popular`` (ZSET item -> time-weighted popularity) and, per category value (lower
+case), ``redrec:popular:cat:<value>`` (the same within that category).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import redis
 
 from redrec.exceptions import InvalidInput
+from redrec.store import lean
 from redrec.store._errors import translate_errors
 from redrec.store.index import Command, Prepared, VectorIndex
 from redrec.store.keys import user_key
@@ -137,6 +139,10 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _popular_key(category: str) -> str:
+    return f"{NS}:popular:cat:{category.lower()}"
+
+
 def _interaction(raw: Any) -> Interaction:
     parts = _s(raw).split("\x1f")
     if len(parts) != 4:  # a bare item id
@@ -216,23 +222,27 @@ class UserStore:
         if not ops:
             return []
         with translate_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for op in ops:
-                self._script(keys=self.keys(op.user_id), args=self._args(op), client=pipe)
-            replies = pipe.execute()
+            calls = [("EVALSHA", self._script.sha, 7, *self.keys(op.user_id), *self._args(op))
+                     for op in ops]
+            try:
+                replies = lean.execute(self.client, calls)
+            except redis.exceptions.NoScriptError:  # a restarted or flushed server
+                self.client.script_load(_TRACK_LUA)
+                replies = lean.execute(self.client, calls)
             applied = [bool(r) for r in replies]
             stale = {op.user_id: (int(r[0]), [_interaction(x) for x in r[2]])
                      for op, r in zip(ops, replies, strict=True) if r and len(r) > 2}
-            pipe = self.client.pipeline(transaction=False)
+            cmds: list[Sequence[Any]] = []
             fresh = [op for op, ok in zip(ops, applied, strict=True) if ok]
             for op in fresh:
-                pipe.sadd(f"{NS}:users", op.user_id)
+                cmds.append(("SADD", f"{NS}:users", op.user_id))
                 if op.popularity_inc:
-                    pipe.zincrby(f"{NS}:popular", op.popularity_inc, op.item_id)
+                    cmds.append(("ZINCRBY", f"{NS}:popular", op.popularity_inc, op.item_id))
+                    cmds += [("ZINCRBY", _popular_key(c), op.popularity_inc, op.item_id)
+                             for c in op.categories]
             for cmd in profile_writes(stale) if stale and profile_writes else []:
-                pipe.execute_command(*cmd.command())
-            if len(pipe):
-                pipe.execute()
+                cmds.append(cmd.command())
+            lean.execute(self.client, cmds)
         return applied
 
     def _args(self, op: TrackOp) -> list[Any]:
@@ -276,21 +286,20 @@ class UserStore:
         """Users' states, and the results of ``also`` sent in the same round trip."""
         n = self.recent_cap if recent_n is None else recent_n
         with translate_errors():
-            pipe = self.client.pipeline(transaction=False)
+            cmds: list[Sequence[Any]] = []
             for u in user_ids:
                 profile, recent, excl, aff, _, _, meta = self.keys(u)
-                pipe.hmget(profile, _PROFILE_READ)
-                pipe.lrange(recent, 0, n - 1)
-                pipe.zrangebyscore(excl, f"({now!r}", "+inf")
-                pipe.hgetall(aff)
-                pipe.hget(meta, "n")
-            for cmd in also:
-                pipe.execute_command(*cmd.command())
-            rows = pipe.execute()
+                cmds += [("HMGET", profile, *_PROFILE_READ), ("LRANGE", recent, 0, n - 1),
+                         ("ZRANGEBYSCORE", excl, f"({now!r}", "+inf"), ("HGETALL", aff),
+                         ("HGET", meta, "n")]
+            cmds += [cmd.command() for cmd in also]
+            rows = lean.execute(self.client, cmds)
         extra = [cmd.finish(r) for cmd, r in zip(also, rows[5 * len(user_ids):], strict=True)]
         out = []
         for i, u in enumerate(user_ids):
             prof, recent, excl, aff, count = rows[5 * i: 5 * i + 5]
+            if isinstance(aff, list):  # RESP2 (store.lean): a flat field, value list
+                aff = dict(zip(aff[::2], aff[1::2], strict=True))
             history = [_interaction(x) for x in recent]
             out.append(UserState(
                 user_id=u, history=history,
@@ -341,9 +350,11 @@ class UserStore:
                 out.append(self.profiles.find(demo, return_fields=ret, limit=k))
         return out
 
-    def prepare_popular(self, n: int) -> Command:
-        """The ``n`` most popular item ids, to send in a round trip with other commands."""
-        return Command("ZREVRANGE", f"{NS}:popular", 0, max(0, n - 1),
+    def prepare_popular(self, n: int, category: str | None = None) -> Command:
+        """The ``n`` most popular item ids (within ``category``, a value of the engine's
+        category field, when given), to send in a round trip with other commands."""
+        key = f"{NS}:popular" if category is None else _popular_key(category)
+        return Command("ZREVRANGE", key, 0, max(0, n - 1),
                        finish=lambda rows: [_s(i) for i in rows])
 
     def popular(self, n: int) -> list[str]:

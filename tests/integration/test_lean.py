@@ -1,0 +1,101 @@
+"""The lean pipelined path (store.lean) against a real Redis: same answers as redis-py,
+errors raised the same way, and a connection per thread and process that heals."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+
+import pytest
+import redis
+import redis.exceptions as rex
+
+from redrec.exceptions import StoreUnavailable
+from redrec.store import lean
+from redrec.store._errors import translate_errors
+
+
+@pytest.fixture
+def client(store):
+    return store.client
+
+
+def test_a_batch_answers_like_redis_py(client, unique):
+    assert lean.lean_of(client) is not None
+    key = f"{unique}:h"
+    client.hset(key, mapping={"a": "1", "b": "x"})
+    client.rpush(f"{unique}:l", "p", "q")
+    got = lean.execute(client, [("HGETALL", key), ("LRANGE", f"{unique}:l", 0, -1),
+                                ("HMGET", key, "a", "nope"), ("EXISTS", key), ("GET", "nope"),
+                                ("SET", f"{unique}:n", 1.5), ("GET", f"{unique}:n")])
+    flat, items, hm, exists, missing, ok, number = got
+    assert dict(zip(flat[::2], flat[1::2], strict=True)) == client.hgetall(key)
+    assert items == [b"p", b"q"] and hm == [b"1", None] and exists == 1 and missing is None
+    assert ok == b"OK" and number == b"1.5"
+
+
+def test_an_error_reply_is_raised_after_the_batch_and_the_connection_goes_on(client, unique):
+    with pytest.raises(rex.ResponseError, match="WRONGTYPE"):
+        lean.execute(client, [("SET", f"{unique}:s", "v"), ("LPUSH", f"{unique}:s", "x"),
+                              ("SET", f"{unique}:t", "w")])
+    assert client.get(f"{unique}:t") == b"w"  # the commands after the error ran
+    assert lean.execute(client, [("GET", f"{unique}:s")]) == [b"v"]
+
+
+def test_a_connection_the_server_closed_is_reopened(client, unique):
+    lean.execute(client, [("SET", f"{unique}:k", "1")])
+    (name,) = lean.execute(client, [("CLIENT", "ID")])
+    client.execute_command("CLIENT", "KILL", "ID", name)
+    assert lean.execute(client, [("GET", f"{unique}:k")]) == [b"1"]
+    (again,) = lean.execute(client, [("CLIENT", "ID")])
+    assert again != name
+
+
+def test_threads_each_get_their_own_replies(client, unique):
+    client.mset({f"{unique}:{n}": str(n) for n in range(8)})
+    wrong: list[tuple[int, object]] = []
+
+    def worker(n: int) -> None:
+        for _ in range(300):
+            (got,) = lean.execute(client, [("GET", f"{unique}:{n}")])
+            if got != str(n).encode():
+                wrong.append((n, got))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+def _child(client: redis.Redis, key: str, out: mp.Queue) -> None:
+    out.put(lean.execute(client, [("INCR", key)])[0])
+
+
+def test_a_forked_process_opens_its_own_connection(client, unique):
+    lean.execute(client, [("SET", f"{unique}:c", "0")])  # the parent's socket exists
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_child, args=(client, f"{unique}:c", out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sorted(out.get(timeout=5) for _ in procs) == [1, 2, 3]
+    assert lean.execute(client, [("GET", f"{unique}:c")]) == [b"3"]
+
+
+def test_bad_credentials_are_a_clear_error(store):
+    kw = store.client.connection_pool.connection_kwargs
+    bad = redis.Redis(host=kw["host"], port=kw["port"], password="wrong", protocol=3)
+    with pytest.raises(StoreUnavailable, match="credentials"), translate_errors():
+        lean.execute(bad, [("PING",)])
+
+
+def test_it_can_be_turned_off(store, monkeypatch):
+    kw = store.client.connection_pool.connection_kwargs
+    monkeypatch.setenv("REDREC_LEAN", "0")
+    plain = redis.Redis(host=kw["host"], port=kw["port"], password=kw["password"], protocol=3)
+    assert lean.lean_of(plain) is None
+    assert lean.execute(plain, [("PING",), ("ECHO", "hi")]) == [True, b"hi"]
