@@ -99,3 +99,41 @@ def test_it_can_be_turned_off(store, monkeypatch):
     plain = redis.Redis(host=kw["host"], port=kw["port"], password=kw["password"], protocol=3)
     assert lean.lean_of(plain) is None
     assert lean.execute(plain, [("PING",), ("ECHO", "hi")]) == [True, b"hi"]
+    pending = lean.send(plain, [("SET", "lean:off", "1"), ("GET", "lean:off")])
+    assert pending.result() == [True, b"1"]
+    plain.delete("lean:off")
+
+
+def test_batches_in_flight_are_read_in_order_whichever_is_asked_first(client, unique):
+    client.set(f"{unique}:a", "A")
+    first = lean.send(client, [("GET", f"{unique}:a"), ("SET", f"{unique}:b", "B")])
+    second = lean.send(client, [("GET", f"{unique}:b"), ("INCR", f"{unique}:n")])
+    third = lean.send(client, [("INCR", f"{unique}:n")])
+    # Asking for the last batch first reads the earlier ones on the way.
+    assert third.result() == [2]
+    assert second.result() == [b"B", 1]
+    assert first.result() == [b"A", b"OK"]
+    # Another round trip on the same socket while a batch is in flight.
+    fourth = lean.send(client, [("GET", f"{unique}:n")])
+    assert lean.execute(client, [("GET", f"{unique}:a")]) == [b"A"]
+    assert fourth.result() == [b"2"]
+
+
+def test_an_error_in_one_batch_in_flight_leaves_the_others_whole(client, unique):
+    client.set(f"{unique}:s", "v")
+    bad = lean.send(client, [("LPUSH", f"{unique}:s", "x")])
+    good = lean.send(client, [("GET", f"{unique}:s")])
+    assert good.result() == [b"v"]
+    with pytest.raises(rex.ResponseError, match="WRONGTYPE"):
+        bad.result()
+
+
+def test_a_batch_in_flight_when_its_connection_breaks_is_not_sent_again(client, unique):
+    (name,) = lean.execute(client, [("CLIENT", "ID")])
+    first = lean.send(client, [("CLIENT", "KILL", "ID", name, "SKIPME", "no")])
+    second = lean.send(client, [("INCR", f"{unique}:n")])
+    with pytest.raises(rex.ConnectionError):
+        second.result()  # the server answered the first batch, then closed the socket
+    assert first.result() == [1]  # read on the way, kept for its caller
+    assert client.get(f"{unique}:n") is None  # the server dropped it; not sent again
+    assert lean.execute(client, [("INCR", f"{unique}:n")]) == [1]  # a fresh socket

@@ -38,7 +38,7 @@ from redrec.exceptions import ConfigError, InvalidInput, NotFoundError
 from redrec.fusion import rrf, weighted
 from redrec.store import Store
 from redrec.store.filters import required_tag_values
-from redrec.store.index import Hit, run_all
+from redrec.store.index import Hit, run_all, start_all
 from redrec.store.users import Interaction, TrackOp, UserState, UserStore
 
 __all__ = ["Engine", "Recommendation"]
@@ -243,6 +243,12 @@ class Engine:
         Only if fewer than ``k`` candidates pass does a third round trip run the
         pre-filtered vector queries, so the list is never short while enough items
         qualify.
+
+        Redis and Python overlap (:func:`~redrec.store.index.start_all`): the "people
+        like you" search is sent as a batch of its own behind round trip 1, and with
+        filters its replies are scored while Redis checks the rest of the pool; their
+        items not in the pool yet get a small check of their own, whose hits are merged
+        by distance into the session list.
         """
         cfg = self.config
         want = 2 * k + 5  # list depth for fusion
@@ -285,14 +291,23 @@ class Engine:
         cats = (required_tag_values(filters, cfg.category_field)
                 if filters and cfg.category_field else None)
         if cats:
+            # Over-fetched for exclusions, within reason: few excluded items are at the
+            # top of any one category (and a short head only trims the pool).
+            per_cat = cfg.filtered_category_popular_depth
+            per_cat += min(len(excluded), 3 * per_cat)
             for c in dict.fromkeys(v.lower() for v in cats[:50]):
-                queries[f"_popular:{c}"] = self.users.prepare_popular(
-                    cfg.filtered_category_popular_depth + len(excluded), category=c)
+                queries[f"_popular:{c}"] = self.users.prepare_popular(per_cat, category=c)
         elif cold or filters:
             queries["_popular"] = self.users.prepare_popular(n_popular + len(excluded))
-        names = list(queries)
-        hits = dict(zip(names, run_all(self.store.client, [queries[n] for n in names]),
-                        strict=True))
+        # The neighbour search for "people like you" goes in a batch of its own, read
+        # only when needed: with filters, Redis runs it while the lists are read and the
+        # pool is built, and runs the pool's check while its replies are scored.
+        users = [n for n in queries if n.startswith("_users")]
+        names = [n for n in queries if not n.startswith("_users")]
+        client = self.store.client
+        first = start_all(client, [queries[n] for n in names])
+        later = start_all(client, [queries[n] for n in users])
+        hits = dict(zip(names, first.results(), strict=True))
 
         lists: dict[str, list[str]] = {}
         fields: dict[str, dict[str, Any]] = {}
@@ -310,10 +325,15 @@ class Engine:
             lists[name] = [h.id for h in hs]
             for h in hs:
                 fields.setdefault(h.id, h.fields)
-        people = self._people([hs for n, hs in hits.items() if n.startswith("_users")], excluded)
-        if people:
-            unchecked["people"] = people[:depth]
-        by_category = [hs for n, hs in hits.items() if n.startswith("_popular:")]
+
+        def people() -> list[str]:
+            return self._people(later.results(), excluded)[:depth]
+
+        if not filters and users and (ppl := people()):
+            unchecked["people"] = ppl
+        # Each category's own head (after exclusions), interleaved.
+        by_category = [[i for i in hs if i not in excluded][:cfg.filtered_category_popular_depth]
+                       for n, hs in hits.items() if n.startswith("_popular:")]
         ranked = ([i for row in itertools.zip_longest(*by_category) for i in row if i]
                   if by_category else hits.get("_popular", []))
         popular = [i for i in dict.fromkeys(ranked) if i not in excluded][:n_popular]
@@ -330,18 +350,41 @@ class Engine:
                     if i in known:
                         fields.setdefault(i, known[i])
         pending = [i for ids in unchecked.values() for i in ids if i not in fields]
-        if pending and filters and session is not None:
-            # The session list with filters: the pool, ranked by the session vector in
-            # the search that checks it. Only the nearest passing items come back (each
-            # returned item costs ~6 us end to end); the other lists keep those.
-            checks["check:session"] = self.items.among(
-                pending, filters, return_fields=ret, vector=session, field=self.vector_field,
-                limit=None if "tower" in unchecked else 2 * want)
-        elif pending:
-            checks["check"] = self.items.among(pending, filters, return_fields=ret)
-        if cold or not (lists or unchecked):
+
+        def check(ids: list[str], limit: int | None) -> Any:
+            if filters and session is not None:
+                # The session list with filters: the pool, ranked by the session vector
+                # in the search that checks it. Only the nearest passing items come back
+                # (each returned item costs ~6 us end to end); the other lists keep those.
+                return self.items.among(ids, filters, return_fields=ret, vector=session,
+                                        field=self.vector_field, limit=limit)
+            return self.items.among(ids, filters, return_fields=ret)
+
+        check_name = "check:session" if filters and session is not None else "check"
+        limit = None if "tower" in unchecked else 2 * want
+        if pending:
+            checks[check_name] = check(pending, limit)
+        if cold or not (lists or unchecked or users):
             checks["catalog"] = self._catalog_list(filters, ret, want + len(excluded))
-        self._merge(lists, fields, unchecked, checks, excluded, want, writes)
+        second = start_all(client, [*checks.values(), *writes])
+        third = None
+        if filters and users:
+            # Score "people like you" while Redis runs the check, then check those of
+            # their items that are not in the pool yet.
+            if ppl := people():
+                unchecked["people"] = ppl
+            seen = set(pending)
+            extra = [i for i in ppl if i not in seen and i not in fields]
+            if extra:
+                third = start_all(client, [check(extra, limit)])
+        results = dict(zip(checks, second.results(), strict=False))
+        if third is not None:
+            got = [*results.get(check_name, []), *third.finish(0)]
+            if check_name == "check:session":
+                got.sort(key=lambda h: h.distance)
+                got = got[:limit] if limit is not None else got
+            results[check_name] = got
+        self._absorb(lists, fields, unchecked, results, excluded, want)
         known.update(fields)
         if filters and len(fields) < k and (session is not None or "tower" in queries):
             # Too few candidates pass the filters: the vector lists again, pre-filtered
@@ -423,20 +466,27 @@ class Engine:
 
     def _merge(self, lists: dict[str, list[str]], fields: dict[str, dict[str, Any]],
                unchecked: dict[str, list[str]], queries: dict[str, Any], excluded: set[str],
-               want: int, writes: Sequence[Any] = ()) -> None:
-        """Run ``queries`` (and ``writes``) in one round trip and add their results: the
-        ``unchecked`` lists keep, in order, the ids whose fields are known by then (they
-        came from a pre-filtered query or passed the ``check`` query); any other query
-        is a list of its own."""
+               want: int) -> None:
+        """Run ``queries`` in one round trip and add their results (:meth:`_absorb`)."""
         names = list(queries)
-        if names or writes:
-            replies = run_all(self.store.client, [queries[n] for n in names] + list(writes))
-            for name, hs in zip(names, replies, strict=False):
-                got = {h.id: h for h in hs if h.id not in excluded}
-                for h in got.values():
-                    fields.setdefault(h.id, h.fields)
-                if name != "check":
-                    lists[name.removeprefix("check:")] = [h.id for h in hs if h.id in got][:want]
+        replies = run_all(self.store.client, [queries[n] for n in names]) if names else []
+        self._absorb(lists, fields, unchecked, dict(zip(names, replies, strict=True)),
+                     excluded, want)
+
+    @staticmethod
+    def _absorb(lists: dict[str, list[str]], fields: dict[str, dict[str, Any]],
+                unchecked: dict[str, list[str]], results: dict[str, list[Hit]],
+                excluded: set[str], want: int) -> None:
+        """Add query results: the ``unchecked`` lists keep, in order, the ids whose
+        fields are known by then (they came from a pre-filtered query or passed the
+        ``check`` query); any other result is a list of its own (``check:NAME`` is the
+        list NAME)."""
+        for name, hs in results.items():
+            got = {h.id: h for h in hs if h.id not in excluded}
+            for h in got.values():
+                fields.setdefault(h.id, h.fields)
+            if name != "check":
+                lists[name.removeprefix("check:")] = [h.id for h in hs if h.id in got][:want]
         for lname, ids in unchecked.items():
             lists[lname] = [i for i in ids if i in fields][:want]
 

@@ -28,7 +28,7 @@ from redrec.store.query import DISTANCE, SearchArgs, knn_args, range_args
 from redrec.store.schema import IndexSpec
 from redrec.store.vectors import as_vector, from_bytes, to_bytes
 
-__all__ = ["Hit", "Prepared", "VectorIndex", "run_all"]
+__all__ = ["Batch", "Hit", "Prepared", "VectorIndex", "run_all", "start_all"]
 
 MAX_K = 10_000  # RediSearch's default MAXSEARCHRESULTS
 
@@ -734,14 +734,46 @@ class Command:
 def run_all(client: redis.Redis, queries: Sequence[Prepared | Command]) -> list[Any]:
     """Run prepared searches (on any indexes) and other commands in one pipelined round
     trip; each result is what the query's ``finish`` makes of its reply."""
-    live = [q for q in queries if not q.empty]
-    if not live:
-        return [[] for _ in queries]
-    name = next((q.index.name for q in live if isinstance(q, Prepared)), None)
-    with translate_errors(name):
-        replies = lean.execute(client, [q.command() for q in live])
-    got = iter(replies)
-    return [[] if q.empty else q.finish(next(got)) for q in queries]
+    return start_all(client, queries).results()
+
+
+def start_all(client: redis.Redis, queries: Sequence[Prepared | Command]) -> Batch:
+    """Send the round trip of :func:`run_all` now; read it later from the returned
+    :class:`Batch` (in the same thread), so Python can work while Redis does."""
+    return Batch(client, queries)
+
+
+class Batch:
+    """Queries sent in one round trip, their replies read on demand."""
+
+    __slots__ = ("_name", "_pending", "_replies", "queries")
+
+    def __init__(self, client: redis.Redis, queries: Sequence[Prepared | Command]) -> None:
+        self.queries = list(queries)
+        live = [q.command() for q in self.queries if not q.empty]
+        self._name = next((q.index.name for q in self.queries if isinstance(q, Prepared)), None)
+        self._replies: list[Any] | None = None
+        with translate_errors(self._name):
+            self._pending = lean.send(client, live) if live else None
+
+    def raw(self) -> list[Any]:
+        """The replies, one per query (None for a query known to match nothing)."""
+        if self._replies is None:
+            got: list[Any] = []
+            if self._pending is not None:
+                with translate_errors(self._name):
+                    got = self._pending.result()
+            it = iter(got)
+            self._replies = [None if q.empty else next(it) for q in self.queries]
+        return self._replies
+
+    def finish(self, i: int) -> Any:
+        """The result of query ``i``."""
+        q = self.queries[i]
+        return [] if q.empty else q.finish(self.raw()[i])
+
+    def results(self) -> list[Any]:
+        return [self.finish(i) for i in range(len(self.queries))]
 
 
 def _hash_text(value: bytes) -> Any:

@@ -14,6 +14,10 @@ Replies are raw RESP2 (no response callbacks): callers that also run on the fall
 path (redis-py, RESP3) accept both shapes (``VectorIndex._parse``, ``HGETALL`` as a
 flat list or a map). A client this cannot mirror (TLS, decoded responses, another
 connection class) keeps using redis-py; ``REDREC_LEAN=0`` turns the path off.
+
+:func:`send` writes a batch and returns at once; its replies are read when asked for
+(:meth:`Pending.result`), so a caller can work while Redis does (several batches may
+be in flight on one socket; replies are read in the order the batches were sent).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +35,7 @@ import redis
 import redis.exceptions as rex
 from redis._parsers.base import BaseParser
 
-__all__ = ["execute", "lean_of"]
+__all__ = ["Pending", "execute", "lean_of", "send"]
 
 _ATTR = "_redrec_lean"
 _RAW = (str, bytes, int)
@@ -50,6 +55,15 @@ def execute(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]
     for cmd in commands:
         pipe.execute_command(*cmd)
     return pipe.execute()
+
+
+def send(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> Pending:
+    """Send ``commands`` now and read their replies later (``.result()``, which raises
+    as :func:`execute` does). Without the lean path the batch runs at ``.result()``."""
+    lean = lean_of(client)
+    if lean is not None and commands:
+        return lean.send(commands)
+    return Pending(None, [list(c) for c in commands], client)
 
 
 def lean_of(client: Any) -> Lean | None:
@@ -118,6 +132,7 @@ class Lean:
         reader = hiredis.Reader(protocolError=rex.InvalidResponse, replyError=_error)
         local = self._local
         local.sock, local.reader, local.pid = sock, reader, os.getpid()
+        local.queue = deque()  # batches sent whose replies are not read yet
         setup: list[list[Any]] = []
         if self.password is not None:
             setup.append(["AUTH", self.username or "default", self.password])
@@ -139,36 +154,73 @@ class Lean:
     def close(self) -> None:
         sock = getattr(self._local, "sock", None)
         self._local.sock = None
+        for pending in getattr(self._local, "queue", ()):
+            pending.lost = True
+        self._local.queue = deque()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
 
     def _roundtrip(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        return self._collect(self.send(commands, connect=False))
+
+    def send(self, commands: Sequence[Sequence[Any]], *, connect: bool = True) -> Pending:
+        """Write ``commands`` and queue a :class:`Pending` for their replies."""
         local = self._local
-        sock, reader = local.sock, local.reader
+        if connect and (getattr(local, "sock", None) is None or local.pid != os.getpid()):
+            self._connect()
         payload = b"".join(self._pack(cmd) for cmd in commands)
-        replies: list[Any] = []
+        pending = Pending(self, commands)
+        pending.fresh = not local.queue
         try:
-            sock.sendall(payload)
-            while len(replies) < len(commands):
-                got = reader.gets()
-                if got is False:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise _Closed(len(replies))
-                    reader.feed(data)
-                    continue
-                replies.append(got)
-        except _Closed:
-            self.close()
-            raise
+            local.sock.sendall(payload)
         except TimeoutError as exc:
             self.close()
-            raise rex.TimeoutError("timed out reading from Redis") from exc
+            raise rex.TimeoutError("timed out writing to Redis") from exc
         except OSError as exc:
             self.close()
-            raise _Closed(len(replies), exc) from exc
-        return replies
+            pending.lost = True
+            pending.failure = _Closed(0, exc)
+            return pending
+        local.queue.append(pending)
+        return pending
+
+    def _collect(self, pending: Pending) -> list[Any]:
+        """Read replies, batch by batch in the order sent, until ``pending`` has all of
+        its own."""
+        if pending.failure is not None:
+            raise pending.failure
+        local = self._local
+        while pending.replies is None:
+            if pending.lost or not local.queue:
+                # Its connection broke while another batch was read: the server may
+                # have run it, so it is not sent again.
+                raise rex.ConnectionError("connection to Redis lost with a batch in flight")
+            head = local.queue[0]
+            sock, reader = local.sock, local.reader
+            replies: list[Any] = []
+            try:
+                while len(replies) < head.n:
+                    got = reader.gets()
+                    if got is False:
+                        data = sock.recv(65536)
+                        if not data:
+                            raise _Closed(len(replies))
+                        reader.feed(data)
+                        continue
+                    replies.append(got)
+            except _Closed:
+                self.close()
+                raise
+            except TimeoutError as exc:
+                self.close()
+                raise rex.TimeoutError("timed out reading from Redis") from exc
+            except OSError as exc:
+                self.close()
+                raise _Closed(len(replies), exc) from exc
+            local.queue.popleft()
+            head.replies = replies
+        return pending.replies
 
     def _pack(self, cmd: Sequence[Any]) -> bytes:
         """hiredis packs str (UTF-8), bytes and ints itself; anything else (floats, numpy
@@ -179,22 +231,49 @@ class Lean:
         return hiredis.pack_command(tuple(a if type(a) in _RAW else encode(a) for a in cmd))
 
     def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        return self.send(commands).result()
+
+    def result(self, pending: Pending) -> list[Any]:
         for attempt in (0, 1):
-            local = self._local
-            if getattr(local, "sock", None) is None or local.pid != os.getpid():
-                self._connect()
             try:
-                replies = self._roundtrip(commands)
+                replies = self._collect(pending)
                 break
             except _Closed as closed:
                 # A socket the server closed while idle (a restart, a timeout) fails
-                # before any reply: open a fresh one and send once more.
-                if closed.received or attempt:
+                # before any reply: when nothing else was in flight on it, open a fresh
+                # one and send once more.
+                if closed.received or attempt or not pending.fresh:
                     raise rex.ConnectionError(f"connection to Redis lost: {closed}") from closed
+                pending = self.send(pending.commands)
         for r in replies:
             if isinstance(r, rex.RedisError):
                 raise r
         return replies
+
+
+class Pending:
+    """A batch of commands sent (or, without the lean path, waiting to run)."""
+
+    __slots__ = ("client", "commands", "failure", "fresh", "lean", "lost", "n", "replies")
+
+    def __init__(self, lean: Lean | None, commands: Sequence[Sequence[Any]],
+                 client: Any = None) -> None:
+        self.lean = lean
+        self.client = client
+        self.commands = commands
+        self.n = len(commands)
+        self.replies: list[Any] | None = None
+        self.fresh = True
+        self.lost = False
+        self.failure: BaseException | None = None
+
+    def result(self) -> list[Any]:
+        """The replies in order; the first error reply is raised after all are read."""
+        if self.lean is not None:
+            return self.lean.result(self)
+        if self.replies is None:
+            self.replies = execute(self.client, self.commands)
+        return self.replies
 
 
 class _Closed(Exception):
