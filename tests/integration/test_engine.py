@@ -304,3 +304,52 @@ def test_too_few_pooled_items_pass_so_the_prefiltered_search_fills_the_list(engi
     assert all(items[r.item_id]["category"] == "romance" and items[r.item_id]["price"] >= 20
                for r in recs)
     assert any("close to what you are browsing now" in r.reasons for r in recs)
+
+
+def test_item_vectors_stay_cached_until_the_catalogue_changes(engine, store, monkeypatch):
+    loaded: list[str] = []
+    fetch = engine.items.fetch
+
+    def counting_fetch(ids, *args, **kwargs):
+        loaded.extend(ids)
+        return fetch(ids, *args, **kwargs)
+
+    monkeypatch.setattr(engine.items, "fetch", counting_fetch)
+    assert engine.warm_vectors() == len(engine.items.scan_ids())
+    engine.cache_ttl_s = 0.0  # from here only the catalogue's generation keeps an entry
+    loaded.clear()
+    for item in ("p2", "p3"):
+        view(engine, "uma", item)
+    assert cats(engine.recommend("uma", 5)) == ["scifi"] * 5
+    assert loaded == []  # every vector came from the cache
+    # The same items re-ingested as cooking texts: the generation moves on, so the
+    # next request reads their new vectors and the session turns to cooking.
+    original = shop_items()[2:4]
+    try:
+        ingest(store, SHOP_MAPPING, [{**i, "description": f"a cooking item {i['id']}"}
+                                     for i in original], encoders=ENC)
+        assert cats(engine.recommend("uma", 5)).count("cooking") >= 4
+        assert {"p2", "p3"} <= set(loaded)
+    finally:
+        ingest(store, SHOP_MAPPING, original, encoders=ENC)
+
+
+def test_a_pool_ranked_in_process_matches_the_pool_ranked_by_redis(engine, monkeypatch):
+    """With every pooled vector cached the check only filters and the session ranks the
+    pool here: the same list, in the same order, as the check's own KNN."""
+    for item in ("p1", "p2", "p41"):
+        view(engine, "val", item)
+    f = {"in_stock": "yes", "price": {"lte": 45}}
+    checks: list = []
+    among = engine.items.among
+    monkeypatch.setattr(engine.items, "among",
+                        lambda ids, *a, **kw: checks.append(kw.get("vector")) or among(
+                            ids, *a, **kw))
+    ranked_by_redis = engine.recommend("val", 12, filters=f)
+    assert checks and all(v is not None for v in checks)  # the check ranked the pool
+    engine.warm_vectors()
+    checks.clear()
+    ranked_here = engine.recommend("val", 12, filters=f)
+    assert checks and all(v is None for v in checks)  # no KNN in the checks
+    assert [r.item_id for r in ranked_here] == [r.item_id for r in ranked_by_redis]
+    assert [r.reasons for r in ranked_here] == [r.reasons for r in ranked_by_redis]

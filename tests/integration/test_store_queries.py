@@ -201,3 +201,31 @@ def test_writes_move_the_generation_on(loaded):
     index.delete(["i299"])
     assert int(index.client.get(index.generation_key)) == gen + 2
     index.upsert(docs[-1:])
+
+
+def test_distances_computed_in_process_match_redisearch(loaded):
+    """store.vectors.distances (the engine ranks cached vectors with it) gives the
+    distances RediSearch gives, for each metric."""
+    from redrec.store.vectors import distances
+
+    index, vecs, metric, _ = loaded
+    q = vecs[7] * 0.6 + vecs[8] * 0.4
+    ids = [f"i{i}" for i in range(0, 60, 3)]
+    hits = index.among(ids, vector=q, field="vec").run()
+    assert len(hits) == len(ids)
+    got = distances(vecs[[int(h.id[1:]) for h in hits]], q, metric)
+    np.testing.assert_allclose(got, [h.distance for h in hits], rtol=1e-4, atol=1e-5)
+    assert list(np.argsort(got, kind="stable")) == list(range(len(hits)))
+    with pytest.raises(ValueError):
+        distances(vecs[:2], q, "manhattan")
+
+
+def test_filter_strings_are_compiled_once_and_bad_filters_always_fail(loaded):
+    index, _, _, _ = loaded
+    f = {"genre": ["rock", "folk"], "price": {"lte": 50}}
+    first = index.among(["i1", "i2", "i3"], f).command()
+    assert index.among(["i1", "i2", "i3"], dict(reversed(f.items()))).command() == first
+    assert len([h for h in index.among(["i1", "i2", "i3", "i60"], f).run()]) == 2
+    for _ in range(2):
+        with pytest.raises(Exception, match="price"):
+            index.among(["i1"], {"price": {"lte": "cheap"}})

@@ -40,6 +40,7 @@ from redrec.store import Store
 from redrec.store.filters import required_tag_values
 from redrec.store.index import Hit, run_all, start_all
 from redrec.store.users import Interaction, TrackOp, UserState, UserStore
+from redrec.store.vectors import distances
 
 __all__ = ["Engine", "Recommendation"]
 
@@ -107,9 +108,17 @@ class Engine:
         # The published user tower (or other vector model), followed without a restart.
         self.tower: Any = LiveModel(store, catalog)
         self._display = [f for f in ("title", "name") if f in spec.fields]
-        # Item vectors and display names change only on re-ingest: a short-lived
-        # in-process cache saves a round trip per request (bounded, expires).
-        self._cache: dict[str, tuple[float, np.ndarray | None, str]] = {}
+        # Item vectors and display names change only on re-ingest: an in-process cache
+        # saves a round trip per request. An entry holds while the catalogue's
+        # generation (bumped by every upsert or delete) is the one it was read under, and
+        # for cache_ttl_s in any case; bounded (cleared past vector_cache_max entries).
+        self._cache: dict[str, tuple[float, np.ndarray | None, str, int]] = {}
+        self.vector_cache_max = 100_000
+        self._generation = -2  # the catalogue generation read last (-2: none yet)
+        vf = spec.vector_field(self.vector_field) if self.vector_field else None
+        # The metric to rank cached vectors with (None: a field of several vectors per
+        # item, whose distance is the nearest one's, is left to RediSearch).
+        self._vector_metric = vf.metric if vf is not None and not vf.multi else None
         # The returned fields of items seen lately, valid for one catalogue generation
         # (any upsert or delete moves it on): an unfiltered request whose candidates are
         # all known skips the round trip that would load them.
@@ -253,7 +262,7 @@ class Engine:
         cfg = self.config
         want = 2 * k + 5  # list depth for fusion
         ret = self._return_fields()
-        vectors = self._vectors([h.item_id for h in state.history[:20]])
+        vectors = self._vectors([h.item_id for h in state.history[:20]], generation)
         session = self._session_vector(state, vectors, now)
         last = [i for i in state.recent[: cfg.recent_items] if vectors.get(i) is not None]
         queries: dict[str, Any] = {}
@@ -351,11 +360,19 @@ class Engine:
                         fields.setdefault(i, known[i])
         pending = [i for ids in unchecked.values() for i in ids if i not in fields]
 
+        # The session list with filters: the pool, ranked by the session vector. When
+        # every pooled item's vector is in the process cache the check only filters and
+        # the ranking is done here (a KNN in the check costs ~0.2 ms of Redis time);
+        # otherwise the check ranks as it filters and returns the nearest passing items
+        # (each returned item costs ~6 us end to end); the other lists keep those.
+        local: dict[str, np.ndarray] = {}
+
         def check(ids: list[str], limit: int | None) -> Any:
             if filters and session is not None:
-                # The session list with filters: the pool, ranked by the session vector
-                # in the search that checks it. Only the nearest passing items come back
-                # (each returned item costs ~6 us end to end); the other lists keep those.
+                got = self._cached_vectors(ids)
+                if got is not None:
+                    local.update(got)
+                    return self.items.among(ids, filters, return_fields=ret)
                 return self.items.among(ids, filters, return_fields=ret, vector=session,
                                         field=self.vector_field, limit=limit)
             return self.items.among(ids, filters, return_fields=ret)
@@ -378,10 +395,10 @@ class Engine:
             if extra:
                 third = start_all(client, [check(extra, limit)])
         results = dict(zip(checks, second.results(), strict=False))
-        if third is not None:
-            got = [*results.get(check_name, []), *third.finish(0)]
+        if third is not None or local:
+            got = [*results.get(check_name, []), *(third.finish(0) if third else ())]
             if check_name == "check:session":
-                got.sort(key=lambda h: h.distance)
+                got = self._ranked(got, local, session)
                 got = got[:limit] if limit is not None else got
             results[check_name] = got
         self._absorb(lists, fields, unchecked, results, excluded, want)
@@ -436,7 +453,7 @@ class Engine:
             return []
         depth = self.config.item_list_depth
         items = [n.split(":", 1)[1] for n in misses]
-        vectors = self._vectors(items)
+        vectors = self._vectors(items, generation)
         found = run_all(self.store.client, [
             self.items.prepare_knn(vectors[i], depth + 1, field=self.vector_field,
                                    return_fields=[]) for i in items])
@@ -490,28 +507,90 @@ class Engine:
         for lname, ids in unchecked.items():
             lists[lname] = [i for i in ids if i in fields][:want]
 
-    def _vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray | None]:
-        """Item vectors (and display names) through the in-process cache."""
+    def _vectors(self, ids: Sequence[str], generation: int | None = None
+                 ) -> dict[str, np.ndarray | None]:
+        """Item vectors (and display names) through the in-process cache; entries read
+        under ``generation`` (the catalogue's, when the caller has just read it, else
+        the last one read) hold."""
         now = time.monotonic()
+        ttl = self.cache_ttl_s
+        if generation is not None:
+            self._generation = generation
+        current = self._generation
         out: dict[str, np.ndarray | None] = {}
         missing = []
+        get = self._cache.get
         for i in dict.fromkeys(ids):
-            hit = self._cache.get(i)
-            if hit is not None and now - hit[0] < self.cache_ttl_s:
+            hit = get(i)
+            if hit is not None and (hit[3] == current or now - hit[0] < ttl):
                 out[i] = hit[1]
             else:
                 missing.append(i)
         if missing:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            rows = (self.items.fetch(missing, self.vector_field, self._display)
-                    if self.vector_field else self.items.fetch_fields(missing, self._display))
-            for i, got in zip(missing, rows, strict=True):
-                vec = got[0] if got is not None else None
-                name = next((str(got[1][d]) for d in self._display if got and got[1].get(d)), i)
-                self._cache[i] = (now, vec, name)
-                out[i] = vec
+            out.update(self._load_vectors(missing, now, -1 if generation is None else generation))
         return out
+
+    def _load_vectors(self, ids: Sequence[str], now: float, generation: int
+                      ) -> dict[str, np.ndarray | None]:
+        if len(self._cache) + len(ids) > self.vector_cache_max:
+            self._cache.clear()
+        rows = (self.items.fetch(ids, self.vector_field, self._display)
+                if self.vector_field else self.items.fetch_fields(ids, self._display))
+        out = {}
+        for i, got in zip(ids, rows, strict=True):
+            vec = got[0] if got is not None else None
+            name = next((str(got[1][d]) for d in self._display if got and got[1].get(d)), i)
+            self._cache[i] = (now, vec, name, generation)
+            out[i] = vec
+        return out
+
+    def warm_vectors(self, *, batch: int = 1000, progress: bool = False) -> int:
+        """Load the catalogue's item vectors (up to ``vector_cache_max``) into the
+        in-process cache now, as a long-running service would at start; they stay until
+        the catalogue changes. Returns how many were loaded."""
+        ids = self.items.scan_ids()[: self.vector_cache_max]
+        (generation,) = run_all(self.store.client, [self.items.prepare_generation()])
+        self._generation = generation
+        bar = tqdm(total=len(ids), desc="item vectors", unit="item", disable=not progress)
+        for start in range(0, len(ids), batch):
+            chunk = ids[start:start + batch]
+            self._load_vectors(chunk, time.monotonic(), generation)
+            bar.update(len(chunk))
+        bar.close()
+        return len(ids)
+
+    def _cached_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """The vectors of ``ids`` if the process cache holds every one of them (and the
+        field has one vector per item), else None: no round trip is made."""
+        if self._vector_metric is None:
+            return None
+        got = list(map(self._cache.get, ids))
+        if None in got:
+            return None
+        current = self._generation
+        if any(hit[3] != current for hit in got):
+            now, ttl = time.monotonic(), self.cache_ttl_s
+            if any(hit[3] != current and now - hit[0] >= ttl for hit in got):
+                return None
+        vectors = [hit[1] for hit in got]
+        if any(v is None for v in vectors):
+            return None
+        return dict(zip(ids, vectors, strict=True))
+
+    def _ranked(self, hits: list[Hit], vectors: dict[str, np.ndarray],
+                query: np.ndarray) -> list[Hit]:
+        """``hits`` nearest first, by the distance RediSearch would give (the field's
+        metric): computed here for those with a vector in ``vectors``, the others'
+        as they came."""
+        mine = [n for n, h in enumerate(hits) if h.id in vectors]
+        dist = [h.distance for h in hits]
+        if mine:
+            m = np.array([vectors[hits[n].id] for n in mine], dtype=np.float32)
+            d = distances(m, query, self._vector_metric or "cosine")
+            for n, x in zip(mine, d.tolist(), strict=True):
+                dist[n] = x
+        order = sorted(range(len(hits)), key=dist.__getitem__)
+        return [hits[n] for n in order]
 
     def _session_vector(self, state: UserState, vectors: dict[str, np.ndarray | None],
                         now: float) -> np.ndarray | None:
@@ -549,9 +628,9 @@ class Engine:
                 sim = 0.5 if math.isnan(h.distance) else max(0.0, 1.0 - h.distance)
                 items = str(h.fields.get("items") or "").split("\x1f")
                 for item, rank_w in zip(items, _RANK_WEIGHTS, strict=False):
-                    if item and item not in excluded:
-                        score[item] = get(item, 0.0) + sim * rank_w
-        return sorted(score, key=score.__getitem__, reverse=True)[:200]
+                    score[item] = get(item, 0.0) + sim * rank_w
+        ranked = sorted(score, key=score.__getitem__, reverse=True)
+        return [i for i in ranked if i and i not in excluded][:200]
 
     def _return_fields(self) -> list[str]:
         out = [*self._display]

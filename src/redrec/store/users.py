@@ -139,6 +139,10 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _strings(rows: Sequence[Any]) -> list[str]:
+    return [v.decode() if type(v) is bytes else str(v) for v in rows]
+
+
 def _popular_key(category: str) -> str:
     return f"{NS}:popular:cat:{category.lower()}"
 
@@ -354,8 +358,7 @@ class UserStore:
         """The ``n`` most popular item ids (within ``category``, a value of the engine's
         category field, when given), to send in a round trip with other commands."""
         key = f"{NS}:popular" if category is None else _popular_key(category)
-        return Command("ZREVRANGE", key, 0, max(0, n - 1),
-                       finish=lambda rows: [_s(i) for i in rows])
+        return Command("ZREVRANGE", key, 0, max(0, n - 1), finish=_strings)
 
     def popular(self, n: int) -> list[str]:
         """The ``n`` most popular item ids, most popular first."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from redrec.exceptions import InvalidInput
 
-__all__ = ["DTYPES", "as_vector", "from_bytes", "to_bytes"]
+__all__ = ["DTYPES", "as_vector", "distances", "from_bytes", "to_bytes"]
 
 DTYPES: dict[str, np.dtype[Any]] = {
     "float32": np.dtype("<f4"),
@@ -58,3 +58,21 @@ def to_bytes(vec: np.ndarray) -> bytes:
 
 def from_bytes(blob: bytes, dtype: str = "float32") -> np.ndarray:
     return np.frombuffer(blob, dtype=DTYPES[dtype]).copy()
+
+
+def distances(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
+    """The distances RediSearch gives between each row of ``matrix`` and ``query``:
+    cosine ``1 - cos``, ip ``1 - dot``, l2 the squared Euclidean distance."""
+    m = np.asarray(matrix, dtype=np.float32)
+    q = np.asarray(query, dtype=np.float32)
+    if metric == "l2":
+        diff = m - q
+        return np.einsum("ij,ij->i", diff, diff)
+    dots = m @ q
+    if metric == "ip":
+        return 1.0 - dots
+    if metric != "cosine":
+        raise ValueError(f"unknown metric {metric!r}")
+    norms = np.sqrt(np.einsum("ij,ij->i", m, m)) * float(np.sqrt(q @ q))
+    norms[norms == 0] = 1.0
+    return 1.0 - dots / norms
