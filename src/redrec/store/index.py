@@ -661,15 +661,12 @@ class VectorIndex:
 
     def _parse(self, reply: Any) -> list[Hit]:
         if isinstance(reply, dict):  # RESP3 (redis-py 8's default protocol)
-            rows = [(r[b"id"], list(itertools.chain.from_iterable(
-                (r.get(b"extra_attributes") or {}).items()))) for r in reply.get(b"results", [])]
+            rows: Iterable[tuple[bytes, Sequence[Any]]] = [
+                (r[b"id"], list(itertools.chain.from_iterable(
+                    (r.get(b"extra_attributes") or {}).items())))
+                for r in reply.get(b"results", [])]
         else:  # RESP2: [total, key, [field, value, ...], key, ...] (no lists: NOCONTENT)
-            rows = []
-            i, n = 1, len(reply)
-            while i < n:
-                values = reply[i + 1] if i + 1 < n and isinstance(reply[i + 1], list) else None
-                rows.append((reply[i], values or ()))
-                i += 1 if values is None else 2
+            rows = _resp2_rows(reply)
         hits: list[Hit] = []
         prefix = self.prefix
         cut = len(prefix)
@@ -791,6 +788,22 @@ class Batch:
 
     def results(self) -> list[Any]:
         return [self.finish(i) for i in range(len(self.queries))]
+
+
+def _resp2_rows(reply: list[Any]) -> Iterable[tuple[bytes, Sequence[Any]]]:
+    """(key, flat field list) pairs of a RESP2 FT.SEARCH reply."""
+    n = len(reply)
+    if n % 2 == 1 and n > 2:  # fields returned: key, list, key, list...
+        values = reply[2::2]
+        if all(type(v) is list for v in values):
+            return zip(reply[1::2], values, strict=True)
+    rows = []
+    i = 1
+    while i < n:
+        values = reply[i + 1] if i + 1 < n and isinstance(reply[i + 1], list) else None
+        rows.append((reply[i], values or ()))
+        i += 1 if values is None else 2
+    return rows
 
 
 def _hash_text(value: bytes) -> Any:

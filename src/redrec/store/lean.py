@@ -223,10 +223,13 @@ class Lean:
         return pending.replies
 
     def _pack(self, cmd: Sequence[Any]) -> bytes:
-        """hiredis packs str (UTF-8), bytes and ints itself; anything else (floats, numpy
-        numbers, ...) is encoded as redis-py would."""
-        if all(type(a) in _RAW for a in cmd):
+        """hiredis packs str (UTF-8), bytes, ints and floats itself (floats as repr(), as
+        redis-py does); anything else (numpy numbers, bools, ...) is refused by hiredis
+        and encoded as redis-py would (which refuses what redis-py refuses)."""
+        try:
             return hiredis.pack_command(tuple(cmd))
+        except TypeError:
+            pass
         encode = self.encoder.encode
         return hiredis.pack_command(tuple(a if type(a) in _RAW else encode(a) for a in cmd))
 
