@@ -7,11 +7,8 @@ drawn around a favourite topic) are loaded; then it measures, in process:
 * ``track``     p50/p99 of single events (view/click/cart/purchase mix)
 * ``recommend`` p50/p99, k=10, with a category/price/stock filter and the user's
                  exclusions, for random users with histories (after the item-to-item
-                 neighbour lists are cached: ``Engine.warm_item_neighbours``, timed)
-* the same ``recommend`` requests again with redis-server pinned to one CPU and this
-                 process to the other (``*_pinned``; Linux only), as latency-minded
-                 deployments do: on a 2-core VM the scheduler otherwise often runs
-                 the woken server on the client's core, serialising the two
+                 neighbour lists are cached, ``Engine.warm_item_neighbours``, and the
+                 item vectors are held in process, ``Engine.warm_vectors``: both timed)
 * stream workers: events/s through the consumer group with 1 and 2 worker processes
 
     python benchmarks/bench_engine.py [--items 20000] [--users 10000]
@@ -21,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,26 +97,6 @@ def _worker_proc(url: str, consumer: str, stop_at: int, out: mp.Queue) -> None:
     out.put(vars(worker.stats))
 
 
-def pin_apart(store) -> Callable[[], None] | None:
-    """Pin redis-server's main thread to the last CPU and this process to the others;
-    returns what undoes it (None where affinity cannot be set)."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) < 2:
-        return None
-    pid = int(store.client.info("server")["process_id"])
-    try:
-        before = os.sched_getaffinity(pid)
-        os.sched_setaffinity(pid, {cpus[-1]})
-    except OSError:  # a server on another machine, or not ours
-        return None
-    os.sched_setaffinity(0, set(cpus[:-1]))
-
-    def undo() -> None:
-        os.sched_setaffinity(pid, before)
-        os.sched_setaffinity(0, set(cpus))
-    return undo
-
-
 def recommend_latency(engine, users: int, queries: int, seed: int = 3):
     """Filtered and plain recommend latencies (seconds) for random users."""
     rng = np.random.default_rng(seed)
@@ -186,15 +161,6 @@ def main() -> None:
             lat_track.append(time.perf_counter() - s)
 
         lat_rec, lat_plain, sizes = recommend_latency(engine, args.users, args.queries)
-        pinned = {}
-        undo = pin_apart(store)
-        if undo is not None:
-            try:
-                rec, plain, _ = recommend_latency(engine, args.users, args.queries, seed=4)
-            finally:
-                undo()
-            pinned = {"recommend_filtered_pinned": percentiles_ms(rec),
-                      "recommend_plain_pinned": percentiles_ms(plain)}
         mem = store.used_memory()
 
         # stream workers: producers XADD, N worker processes drain the group
@@ -231,7 +197,7 @@ def main() -> None:
             "track_many_events_per_s": round(batch_rate),
             "track": percentiles_ms(lat_track),
             "recommend_filtered": {**percentiles_ms(lat_rec), "min_len": min(sizes)},
-            "recommend_plain": percentiles_ms(lat_plain), **pinned,
+            "recommend_plain": percentiles_ms(lat_plain),
             "stream": throughput, "redis_used_memory_mb": round(mem / 2**20, 1),
         })
 
