@@ -2,7 +2,12 @@ import pytest
 from redisvl.query.filter import Tag
 
 from redrec.exceptions import InvalidInput
-from redrec.store.filters import compile_filter, escape_text_words, required_tag_values
+from redrec.store.filters import (
+    _tag_clause,
+    compile_filter,
+    escape_text_words,
+    required_tag_values,
+)
 from redrec.store.schema import IndexSpec
 
 SPEC = IndexSpec.from_dict({
@@ -150,3 +155,10 @@ def test_a_long_tag_list_is_estimated_from_the_number_of_distinct_values():
 ])
 def test_required_tag_values(value, expected):
     assert required_tag_values(value, "genre") == expected
+
+
+@pytest.mark.parametrize("values", [["rock"], ["a", "b c", "x|y"], ["sci-fi", "c++", "日本", "a.b,c"],
+                                    ["{brace}", "tab\tend", "50%", "$x", "'q'"]])
+def test_tag_clauses_read_as_redisvl_writes_them(values):
+    assert str(_tag_clause("genre", values)) == str(Tag("genre") == values)
+    assert str(_tag_clause("genre", values, negate=True)) == str(Tag("genre") != values)

@@ -606,12 +606,12 @@ class Engine:
             coef.append(h.weight * max(decay, 1e-3))
         if not rows:
             return None
-        m = np.asarray(rows, dtype=np.float64)
-        norms = np.linalg.norm(m, axis=1)
+        m = np.array(rows, dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", m, m))
         norms[norms == 0] = 1.0
-        acc = (np.asarray(coef) / norms) @ m
-        norm = float(np.linalg.norm(acc))
-        return (acc / norm).astype(np.float32) if norm > 1e-9 else None
+        acc = (np.array(coef, dtype=np.float32) / norms) @ m
+        norm = float(np.sqrt(acc @ acc))
+        return (acc / norm).astype(np.float32, copy=False) if norm > 1e-6 else None
 
     def _people(self, neighbours: list[list[Hit]], excluded: set[str]) -> list[str]:
         """What users like this one did lately, by their similarity and recency; a

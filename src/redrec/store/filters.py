@@ -18,6 +18,7 @@ A :class:`redisvl.query.filter.FilterExpression` built in code is accepted as is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -125,11 +126,23 @@ def _tag_values(name: str, arg: Any) -> list[str]:
 def _tag(name: str, arg: Any) -> FilterExpression:
     if isinstance(arg, Mapping):
         if set(arg) == {"ne"}:
-            return Tag(name) != _tag_values(name, arg["ne"])
+            return _tag_clause(name, _tag_values(name, arg["ne"]), negate=True)
         if set(arg) == {"eq"}:
-            return Tag(name) == _tag_values(name, arg["eq"])
+            return _tag_clause(name, _tag_values(name, arg["eq"]))
         raise InvalidInput(f"filter on tag {name!r}: use a value, a list, or {{'ne': value}}")
-    return Tag(name) == _tag_values(name, arg)
+    return _tag_clause(name, _tag_values(name, arg))
+
+
+def _tag_clause(name: str, values: list[str], *, negate: bool = False) -> FilterExpression:
+    """``Tag(name) == values`` (or ``!=``) as RedisVL writes it, each value escaped once
+    and remembered: a request's category list is often new, its values rarely are."""
+    body = "|".join(map(_escape_tag, values))
+    return FilterExpression(("(-@%s:{%s})" if negate else "@%s:{%s}") % (name, body))
+
+
+@functools.lru_cache(maxsize=65536)
+def _escape_tag(value: str) -> str:
+    return Tag.escaper.escape(value)
 
 
 def _number(name: str, v: Any) -> float:
