@@ -23,7 +23,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -471,15 +471,16 @@ class Engine:
         if not self.vector_field:
             return 0
         ids = self.items.scan_ids()
-        (generation,) = run_all(self.store.client, [self.items.prepare_generation()])
-        bar = tqdm(total=len(ids), desc="item neighbours", unit="item", disable=not progress)
-        for start in range(0, len(ids), batch):
-            chunk = ids[start:start + batch]
+        generation = self._read_generation()
+        for chunk in _batches(ids, batch, "item neighbours", progress):
             hits: dict[str, Any] = {f"recent:{i}": None for i in chunk}
             run_all(self.store.client, self._item_neighbours(hits, generation))
-            bar.update(len(chunk))
-        bar.close()
         return len(ids)
+
+    def _read_generation(self) -> int:
+        (generation,) = run_all(self.store.client, [self.items.prepare_generation()])
+        self._generation = generation
+        return generation
 
     def _merge(self, lists: dict[str, list[str]], fields: dict[str, dict[str, Any]],
                unchecked: dict[str, list[str]], queries: dict[str, Any], excluded: set[str],
@@ -512,23 +513,28 @@ class Engine:
         """Item vectors (and display names) through the in-process cache; entries read
         under ``generation`` (the catalogue's, when the caller has just read it, else
         the last one read) hold."""
-        now = time.monotonic()
-        ttl = self.cache_ttl_s
         if generation is not None:
             self._generation = generation
-        current = self._generation
+        now = time.monotonic()
+        out, missing = self._cached(dict.fromkeys(ids), now)
+        if missing:
+            out.update(self._load_vectors(missing, now, -1 if generation is None else generation))
+        return out
+
+    def _cached(self, ids: Iterable[str], now: float
+                ) -> tuple[dict[str, np.ndarray | None], list[str]]:
+        """The cache entries of ``ids`` that hold (read under the current generation, or
+        younger than ``cache_ttl_s``), and the ids without one."""
+        ttl, current, get = self.cache_ttl_s, self._generation, self._cache.get
         out: dict[str, np.ndarray | None] = {}
         missing = []
-        get = self._cache.get
-        for i in dict.fromkeys(ids):
+        for i in ids:
             hit = get(i)
             if hit is not None and (hit[3] == current or now - hit[0] < ttl):
                 out[i] = hit[1]
             else:
                 missing.append(i)
-        if missing:
-            out.update(self._load_vectors(missing, now, -1 if generation is None else generation))
-        return out
+        return out, missing
 
     def _load_vectors(self, ids: Sequence[str], now: float, generation: int
                       ) -> dict[str, np.ndarray | None]:
@@ -549,14 +555,9 @@ class Engine:
         in-process cache now, as a long-running service would at start; they stay until
         the catalogue changes. Returns how many were loaded."""
         ids = self.items.scan_ids()[: self.vector_cache_max]
-        (generation,) = run_all(self.store.client, [self.items.prepare_generation()])
-        self._generation = generation
-        bar = tqdm(total=len(ids), desc="item vectors", unit="item", disable=not progress)
-        for start in range(0, len(ids), batch):
-            chunk = ids[start:start + batch]
+        generation = self._read_generation()
+        for chunk in _batches(ids, batch, "item vectors", progress):
             self._load_vectors(chunk, time.monotonic(), generation)
-            bar.update(len(chunk))
-        bar.close()
         return len(ids)
 
     def _cached_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
@@ -564,18 +565,9 @@ class Engine:
         field has one vector per item), else None: no round trip is made."""
         if self._vector_metric is None:
             return None
-        got = list(map(self._cache.get, ids))
-        if None in got:
-            return None
-        current = self._generation
-        if any(hit[3] != current for hit in got):
-            now, ttl = time.monotonic(), self.cache_ttl_s
-            if any(hit[3] != current and now - hit[0] >= ttl for hit in got):
-                return None
-        vectors = [hit[1] for hit in got]
-        if any(v is None for v in vectors):
-            return None
-        return dict(zip(ids, vectors, strict=True))
+        out, missing = self._cached(ids, time.monotonic())
+        vectors = {i: v for i, v in out.items() if v is not None}
+        return None if missing or len(vectors) < len(out) else vectors
 
     def _ranked(self, hits: list[Hit], vectors: dict[str, np.ndarray],
                 query: np.ndarray) -> list[Hit]:
@@ -756,3 +748,13 @@ def _and(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
     if not items:
         return None
     return items[0] if len(items) == 1 else {"and": items}
+
+
+def _batches(ids: Sequence[str], size: int, what: str, progress: bool) -> Iterator[Sequence[str]]:
+    """``ids`` in chunks of ``size``, with a progress bar when asked."""
+    bar = tqdm(total=len(ids), desc=what, unit="item", disable=not progress)
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        yield chunk
+        bar.update(len(chunk))
+    bar.close()

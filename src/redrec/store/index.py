@@ -509,18 +509,19 @@ class VectorIndex:
     def _filter_str(self, filters: Filter) -> str | None:
         """The query string of ``filters`` (None: no filter), compiled once per distinct
         filter (~90 us through redisvl's expressions; a request checks several times)."""
-        if filters is None or not isinstance(filters, Mapping):
+        def compiled() -> str | None:
             expr = compile_filter(self.spec, filters)
             return str(expr) if expr is not None else None
+
+        if filters is None or not isinstance(filters, Mapping):
+            return compiled()
         try:
             key = json.dumps(filters, sort_keys=True, default=repr)
         except (TypeError, ValueError):  # keys of mixed types, cycles: not cached
-            expr = compile_filter(self.spec, filters)
-            return str(expr) if expr is not None else None
+            return compiled()
         got = self._compiled.get(key, self)
         if got is self:
-            expr = compile_filter(self.spec, filters)
-            got = str(expr) if expr is not None else None
+            got = compiled()
             if len(self._compiled) >= 4096:
                 self._compiled.clear()
             self._compiled[key] = got
