@@ -9,6 +9,7 @@ import pytest
 from redrec.catalog import Catalog, ingest
 from redrec.engine import ContextRule, Engine, EngineConfig, Event, Period
 from redrec.exceptions import ConfigError, InvalidInput
+from redrec.store import Store
 from tests.support.shop import SHOP_MAPPING, KeywordEncoder, shop_items
 
 ENC = {"text": KeywordEncoder()}
@@ -353,3 +354,36 @@ def test_a_pool_ranked_in_process_matches_the_pool_ranked_by_redis(engine, monke
     assert checks and all(v is None for v in checks)  # no KNN in the checks
     assert [r.item_id for r in ranked_here] == [r.item_id for r in ranked_by_redis]
     assert [r.reasons for r in ranked_here] == [r.reasons for r in ranked_by_redis]
+    # the check returned ids only: the fields came from the process cache, the same
+    assert [r.fields for r in ranked_here] == [r.fields for r in ranked_by_redis]
+    assert all(r.fields.get("category") for r in ranked_here)
+
+
+def test_the_same_recommendations_without_the_lean_path(engine, store, monkeypatch):
+    """Replies read through redis-py (RESP3 maps, no lean pipeline) give the same lists,
+    "people like you" and the filtered check included."""
+    for item in ("p1", "p2", "p3"):
+        view(engine, "wes", item)
+        view(engine, "xia", item)
+    view(engine, "xia", "p30", "click")
+    engine.set_user("wes", gender="M", occupation="nurse", age=40)
+    engine.set_user("xia", gender="M", occupation="nurse", age=42)
+    kw = store.client.connection_pool.connection_kwargs
+    monkeypatch.setenv("REDREC_LEAN", "0")
+    plain = Store.connect(f"redis://:{kw['password']}@{kw['host']}:{kw['port']}/0")
+    try:
+        from redrec.store import lean
+
+        assert lean.lean_of(plain.client) is None
+        other = Engine(plain, Catalog(plain, SHOP_MAPPING, encoders=ENC), engine.config,
+                       clock=engine.clock)
+        for f in (None, {"in_stock": "yes"}, {"category": "romance"}):
+            here = engine.recommend("wes", 25, filters=f)
+            there = other.recommend("wes", 25, filters=f)
+            assert [(r.item_id, r.reasons) for r in here] == [(r.item_id, r.reasons)
+                                                              for r in there]
+            assert [r.fields for r in here] == [r.fields for r in there]
+        liked = {r.item_id for r in here if "people like you liked it" in r.reasons}
+        assert "p30" in liked  # the romance title only Xia reached
+    finally:
+        plain.close()

@@ -667,7 +667,7 @@ class VectorIndex:
                     (r.get(b"extra_attributes") or {}).items())))
                 for r in reply.get(b"results", [])]
         else:  # RESP2: [total, key, [field, value, ...], key, ...] (no lists: NOCONTENT)
-            rows = _resp2_rows(reply)
+            rows = resp2_rows(reply)
         hits: list[Hit] = []
         prefix = self.prefix
         cut = len(prefix)
@@ -791,7 +791,7 @@ class Batch:
         return [self.finish(i) for i in range(len(self.queries))]
 
 
-def _resp2_rows(reply: list[Any]) -> Iterable[tuple[bytes, Sequence[Any]]]:
+def resp2_rows(reply: list[Any]) -> Iterable[tuple[bytes, Sequence[Any]]]:
     """(key, flat field list) pairs of a RESP2 FT.SEARCH reply."""
     n = len(reply)
     if n % 2 == 1 and n > 2:  # fields returned: key, list, key, list...
