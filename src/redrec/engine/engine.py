@@ -409,9 +409,8 @@ class Engine:
         self._absorb(lists, fields, unchecked, results, excluded, want)
         if local:  # the checks returned ids only: their fields from the process cache
             for i, f in fields.items():
-                hit = self._cache.get(i)
-                if not f and hit is not None and hit[2]:
-                    fields[i] = hit[2]
+                if not f:
+                    fields[i] = self._cached_fields(i) or f
         known.update(fields)
         if filters and len(fields) < k and (session is not None or "tower" in queries):
             # Too few candidates pass the filters: the vector lists again, pre-filtered
@@ -559,6 +558,12 @@ class Engine:
             self._cache[i] = (now, vec, got[1] if got is not None else None, generation)
             out[i] = vec
         return out
+
+    def _cached_fields(self, item_id: str) -> dict[str, Any] | None:
+        """The returned fields the process cache holds for an item (read with its
+        vector), or None (not cached, or no such item)."""
+        hit = self._cache.get(item_id)
+        return hit[2] if hit is not None else None
 
     def warm_vectors(self, *, batch: int = 1000, progress: bool = False) -> int:
         """Load the catalogue's item vectors (up to ``vector_cache_max``) into the
@@ -723,8 +728,7 @@ class Engine:
     def _reason(self, source: str, fields: dict[str, dict[str, Any]]) -> str:
         if source.startswith("recent:"):
             item = source.split(":", 1)[1]
-            cached = self._cache.get(item)
-            got = cached[2] if cached is not None and cached[2] else {}
+            got = self._cached_fields(item) or {}
             name = next((str(got[d]) for d in self._display if got.get(d)), item)
             return f"similar to {name}, which you looked at"
         return _REASONS.get(source, source)
