@@ -137,3 +137,29 @@ def test_a_batch_in_flight_when_its_connection_breaks_is_not_sent_again(client, 
     assert first.result() == [1]  # read on the way, kept for its caller
     assert client.get(f"{unique}:n") is None  # the server dropped it; not sent again
     assert lean.execute(client, [("INCR", f"{unique}:n")]) == [1]  # a fresh socket
+
+
+def test_error_replies_stay_in_place_after_the_raise(store, unique, monkeypatch):
+    """A caller that retries only the refused commands (NOSCRIPT) reads each reply in
+    place, on the lean path and through redis-py alike."""
+    kw = store.client.connection_pool.connection_kwargs
+    monkeypatch.setenv("REDREC_LEAN", "0")
+    plain = redis.Redis(host=kw["host"], port=kw["port"], password=kw["password"], protocol=3)
+    for c in (store.client, plain):
+        key = f"{unique}:{'lean' if c is store.client else 'plain'}"
+        pending = lean.send(c, [("SET", key, "v"), ("LPUSH", key, "x"), ("GET", key)])
+        with pytest.raises(rex.ResponseError, match="WRONGTYPE"):
+            pending.result()
+        ok, refused, value = pending.replies
+        assert ok in (b"OK", True) and isinstance(refused, rex.ResponseError) and value == b"v"
+
+
+def test_a_local_server_is_reached_through_its_unix_socket(client, unique):
+    """The embedded server also listens on a Unix socket, which the lean path prefers
+    (redis-py keeps the TCP address it was given)."""
+    path = lean.lean_of(client).address
+    assert isinstance(path, str) and path.endswith("redis.sock")
+    ((info,),) = [lean.execute(client, [("CLIENT", "INFO")])]
+    assert b"redis.sock" in info
+    assert client.connection_pool.connection_kwargs["port"]
+    assert lean.execute(client, [("SET", f"{unique}:u", "1"), ("GET", f"{unique}:u")]) == [b"OK", b"1"]

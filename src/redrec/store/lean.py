@@ -13,7 +13,9 @@ processes).
 Replies are raw RESP2 (no response callbacks): callers that also run on the fallback
 path (redis-py, RESP3) accept both shapes (``VectorIndex._parse``, ``HGETALL`` as a
 flat list or a map). A client this cannot mirror (TLS, decoded responses, another
-connection class) keeps using redis-py; ``REDREC_LEAN=0`` turns the path off.
+connection class) keeps using redis-py; ``REDREC_LEAN=0`` turns the path off. A server
+on this machine that also listens on a Unix socket (the embedded one does) is reached
+through it.
 
 :func:`send` writes a batch and returns at once; its replies are read when asked for
 (:meth:`Pending.result`), so a caller can work while Redis does (several batches may
@@ -102,6 +104,7 @@ class Lean:
         kind = pool.connection_class
         if kind is redis.Connection:
             address: tuple[str, int] | str = (kw.get("host", "localhost"), int(kw.get("port", 6379)))
+            address = _local_socket(client, address[0]) or address
         elif kind is redis.UnixDomainSocketConnection:
             address = kw["path"]
         else:  # TLS and custom connections stay with redis-py
@@ -237,6 +240,7 @@ class Lean:
         return self.send(commands).result()
 
     def result(self, pending: Pending) -> list[Any]:
+        first = pending
         for attempt in (0, 1):
             try:
                 replies = self._collect(pending)
@@ -248,6 +252,7 @@ class Lean:
                 if closed.received or attempt or not pending.fresh:
                     raise rex.ConnectionError(f"connection to Redis lost: {closed}") from closed
                 pending = self.send(pending.commands)
+        first.replies = replies  # error replies stay readable there after the raise
         for r in replies:
             if isinstance(r, rex.RedisError):
                 raise r
@@ -275,8 +280,45 @@ class Pending:
         if self.lean is not None:
             return self.lean.result(self)
         if self.replies is None:
-            self.replies = execute(self.client, self.commands)
+            self.replies = _run_raw(self.client, self.commands)
+        for r in self.replies:
+            if isinstance(r, rex.RedisError):
+                raise r
         return self.replies
+
+
+def _local_socket(client: redis.Redis, host: str) -> str | None:
+    """The Unix socket of a server on this machine, when it listens on one this process
+    can open (``redrec server`` does): a round trip over it costs ~10-15 us less than
+    over loopback TCP, whose sender also runs the receiver's TCP stack."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        got = client.config_get("unixsocket")
+    except rex.RedisError:  # CONFIG refused or renamed: stay on TCP
+        return None
+    path = None
+    if isinstance(got, dict):
+        path = got.get("unixsocket") or got.get(b"unixsocket")
+    if isinstance(path, bytes):
+        path = path.decode()
+    return path if path and os.access(path, os.R_OK | os.W_OK) else None
+
+
+def _run_raw(client: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """The replies of ``commands`` through redis-py, error replies kept in place (as
+    the lean path keeps them in :attr:`Pending.replies`)."""
+    if not commands:
+        return []
+    if len(commands) == 1:
+        try:
+            return [client.execute_command(*commands[0])]
+        except rex.ResponseError as exc:
+            return [exc]
+    pipe = client.pipeline(transaction=False)
+    for cmd in commands:
+        pipe.execute_command(*cmd)
+    return list(pipe.execute(raise_on_error=False))
 
 
 class _Closed(Exception):
