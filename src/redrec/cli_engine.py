@@ -138,10 +138,13 @@ def register(main: click.Group) -> None:
     @click.option("--batch", default=200, show_default=True, type=int)
     @click.option("--max-events", type=int, help="Stop after this many entries.")
     @click.option("--idle-exit", type=float, help="Stop after this many idle seconds.")
+    @click.option("--warm/--no-warm", default=True, show_default=True,
+                  help="Load the catalogue's item vectors (up to 100,000) at start.")
     @click.option("--catalog", help="Catalogue (index) name; default: the last ingested.")
     @click.option("--json", "as_json", is_flag=True)
     def worker_cmd(consumer: str | None, batch: int, max_events: int | None,
-                   idle_exit: float | None, catalog: str | None, as_json: bool) -> None:
+                   idle_exit: float | None, warm: bool, catalog: str | None,
+                   as_json: bool) -> None:
         """Apply events from the stream (consumer group; run several to share the load)."""
         from redrec.engine.setup import open_engine
         from redrec.engine.worker import Worker
@@ -150,6 +153,8 @@ def register(main: click.Group) -> None:
         with open_store() as store:
             worker = Worker(open_engine(store, catalog), EventStream(store.client),
                             consumer=consumer, batch=batch)
+            if warm:
+                click.echo(f"loaded {worker.warm()} item vectors", err=True)
             click.echo(f"worker {worker.consumer} reading {worker.stream.name}", err=True)
             try:
                 stats = worker.run(max_events=max_events, idle_exit_s=idle_exit)

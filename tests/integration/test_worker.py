@@ -144,3 +144,58 @@ def test_pending_entries_trimmed_from_the_stream_are_released(setup, store):
     store.client.xtrim(stream.name, maxlen=0)  # the entries' content is gone
     Worker(engine, stream, consumer="t", block_ms=10).run(idle_exit_s=0.2)
     assert stream.pending() == 0
+
+
+def _popularity(engine: Engine, items: list[str]) -> list[float]:
+    return [float(engine.store.client.zscore("redrec:popular", i) or 0.0) for i in items]
+
+
+def test_a_flushed_script_cache_mid_batch_applies_every_event_once(setup):
+    """The scripts go out in pipelined chunks; after SCRIPT FLUSH every chunk is refused
+    (NOSCRIPT) and run again once loaded: the same counts as a normal run, none twice."""
+    engine, stream, p = setup
+    items = [f"p{(i * 7) % 60}" for i in range(60)]
+    before = _popularity(engine, items)
+    engine.store.client.script_flush()
+    assert engine.track_many(_events(p, 350)) == [True] * 350  # four chunks
+    flushed = _popularity(engine, items)
+    again = [Event.create(f"{p}x{e.user_id}", e.item_id, e.type, timestamp=e.timestamp,
+                          id=f"x{e.id}") for e in _events(p, 350)]
+    assert engine.track_many(again) == [True] * 350
+    normal = _popularity(engine, items)
+    assert _total_events(engine, p) == 350
+    for b, f, n in zip(before, flushed, normal, strict=True):
+        assert f - b == pytest.approx(n - f, rel=1e-9)
+    assert engine.track_many(_events(p, 350)) == [False] * 350  # replays change nothing
+
+
+def test_one_users_events_apply_in_order_across_pipelined_chunks(setup):
+    engine, stream, p = setup
+    events = [Event.create(f"{p}solo", f"p{(i * 11) % 60}", "view", timestamp=T + i,
+                           id=f"{p}s{i}") for i in range(260)]
+    engine.track_many(events)
+    state = engine.state(f"{p}solo")
+    assert state.events == 260
+    assert [h.item_id for h in state.history] == [e.item_id for e in events[::-1]][:50]
+    assert [h.timestamp for h in state.history] == sorted((h.timestamp for h in state.history),
+                                                          reverse=True)
+
+
+def test_a_warmed_worker_sees_a_changed_item_vector(setup, store):
+    """Item vectors held by a worker hold while the catalogue's generation stands (and
+    for cache_ttl_s in any case, 0 here): a re-ingested item's new vector is what the
+    next saved session vector is made of."""
+    engine, stream, p = setup
+    engine.cache_ttl_s = 0.0
+    worker = Worker(engine, stream, consumer="w", block_ms=10)
+    assert worker.warm() == 60
+    mapping = {**SHOP_MAPPING, "index": f"{p}_shop", "prefix": f"{p}shop:"}
+    item = next(i for i in shop_items() if i["id"] == "p3")
+    ingest(store, mapping, [{**item, "description": "a cooking book about romance"}], encoders=ENC)
+    fresh = ENC["text"].encode(["a cooking book about romance"])[0]
+    publish(stream, [Event.create(f"{p}new", "p3", "view", timestamp=T, id=f"{p}n1")])
+    assert worker.run(idle_exit_s=0.2).applied == 1
+    import numpy as np
+
+    saved = np.frombuffer(store.client.hget(engine.users.profile_key(f"{p}new"), "vec"), "<f4")
+    assert np.allclose(saved, fresh / np.linalg.norm(fresh), atol=1e-6)

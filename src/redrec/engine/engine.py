@@ -151,7 +151,11 @@ class Engine:
         if not events:
             return []
         cat = self.config.category_field
+        # The catalogue's generation rides along (pipelined): the item vectors the
+        # session vectors below are made of hold in the process cache while it stands.
+        generation = start_all(self.store.client, [self.items.prepare_generation()])
         fetched = self.items.fetch_fields([e.item_id for e in events], [cat] if cat else [])
+        self._generation = generation.results()[0]
         ops: list[TrackOp] = []
         slots: list[int] = []
         results: list[bool | InvalidInput] = [False] * len(events)
@@ -170,12 +174,12 @@ class Engine:
         """The session vectors (and latest items) to save for users whose saved ones are
         several events old."""
         now = self.clock()
-        vectors = self._vectors([h.item_id for _, hist in stale.values() for h in hist])
+        vectors = self._vectors([h.item_id for _, hist in stale.values() for h in hist],
+                                self._generation)
+        session = self._session_vectors([hist for _, hist in stale.values()], vectors, now)
         out: dict[str, tuple[np.ndarray | None, int, list[str]]] = {}
-        for user, (events, hist) in stale.items():
-            st = UserState(user, hist, list(dict.fromkeys(h.item_id for h in hist if h.positive)),
-                           set(), {}, events)
-            out[user] = (self._session_vector(st, vectors, now), events, st.recent)
+        for (user, (events, hist)), vec in zip(stale.items(), session, strict=True):
+            out[user] = (vec, events, list(dict.fromkeys(h.item_id for h in hist if h.positive)))
         return self.users.save_commands(out)
 
     def _op(self, ev: Event, cats: Any) -> TrackOp:
@@ -602,23 +606,39 @@ class Engine:
     def _session_vector(self, state: UserState, vectors: dict[str, np.ndarray | None],
                         now: float) -> np.ndarray | None:
         """The time-decayed, weighted sum of the user's recent item vectors."""
+        return self._session_vectors([state.history], vectors, now)[0]
+
+    def _session_vectors(self, histories: Sequence[Sequence[Interaction]],
+                         vectors: dict[str, np.ndarray | None], now: float
+                         ) -> list[np.ndarray | None]:
+        """:meth:`_session_vector` of several users, their rows gathered and normed in
+        one go (a worker saves dozens per batch)."""
         hl = self.config.session_half_life_s
-        rows, coef = [], []
-        for h in state.history[:20]:
-            vec = vectors.get(h.item_id)
-            if vec is None:
-                continue
-            decay = 2.0 ** (-max(0.0, now - h.timestamp) / hl) if h.timestamp else 1.0
-            rows.append(vec)
-            coef.append(h.weight * max(decay, 1e-3))
+        rows, coef, spans = [], [], []
+        for hist in histories:
+            start = len(rows)
+            for h in hist[:20]:
+                vec = vectors.get(h.item_id)
+                if vec is None:
+                    continue
+                decay = 2.0 ** (-max(0.0, now - h.timestamp) / hl) if h.timestamp else 1.0
+                rows.append(vec)
+                coef.append(h.weight * max(decay, 1e-3))
+            spans.append((start, len(rows)))
+        out: list[np.ndarray | None] = [None] * len(histories)
         if not rows:
-            return None
+            return out
         m = np.array(rows, dtype=np.float32)
         norms = np.sqrt(np.einsum("ij,ij->i", m, m))
         norms[norms == 0] = 1.0
-        acc = (np.array(coef, dtype=np.float32) / norms) @ m
-        norm = float(np.sqrt(acc @ acc))
-        return (acc / norm).astype(np.float32, copy=False) if norm > 1e-6 else None
+        scaled = np.array(coef, dtype=np.float32) / norms
+        for n, (a, b) in enumerate(spans):
+            if a == b:
+                continue
+            acc = scaled[a:b] @ m[a:b]
+            norm = float(np.sqrt(acc @ acc))
+            out[n] = (acc / norm).astype(np.float32, copy=False) if norm > 1e-6 else None
+        return out
 
     def _people(self, batch: Batch, excluded: set[str], user_id: str) -> list[str]:
         """What users like this one did lately, by their similarity and recency; a

@@ -59,6 +59,12 @@ class Worker:
         self.stats = WorkerStats()
         stream.ensure_group()
 
+    def warm(self) -> int:
+        """Load the catalogue's item vectors into the process now (the session vectors
+        saved every few events are made of them; otherwise each is read from Redis the
+        first time it is needed). Returns how many were loaded."""
+        return self.engine.warm_vectors()
+
     def run_once(self) -> int:
         """Read, apply and acknowledge one batch; returns the number of entries handled."""
         entries = self.stream.read(self.consumer, count=self.batch, block_ms=self.block_ms,

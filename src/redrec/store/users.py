@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis
@@ -108,8 +108,9 @@ class TrackOp:
     popularity_inc: float
 
 
-@dataclass(frozen=True)
-class Interaction:
+class Interaction(NamedTuple):
+    """One entry of a user's recent list (a tuple: built by the thousand per second)."""
+
     item_id: str
     timestamp: float
     weight: float
@@ -147,11 +148,17 @@ def _popular_key(category: str) -> str:
     return f"{NS}:popular:cat:{category.lower()}"
 
 
-def _interaction(raw: Any) -> Interaction:
-    parts = _s(raw).split("\x1f")
-    if len(parts) != 4:  # a bare item id
-        return Interaction(parts[0], 0.0, 1.0, True)
-    return Interaction(parts[0], float(parts[1]), float(parts[2]), parts[3] == "1")
+def _interactions(rows: Iterable[Any]) -> list[Interaction]:
+    """Recent-list entries (``item, ts, weight, positive`` joined by \\x1f; a bare item
+    id is a positive view of unknown time) as interactions."""
+    out = []
+    for raw in rows:
+        parts = (raw.decode() if type(raw) is bytes else str(raw)).split("\x1f")
+        if len(parts) == 4:
+            out.append(Interaction(parts[0], float(parts[1]), float(parts[2]), parts[3] == "1"))
+        else:
+            out.append(Interaction(parts[0], 0.0, 1.0, True))
+    return out
 
 
 class UserStore:
@@ -218,36 +225,70 @@ class UserStore:
         ops: Sequence[TrackOp],
         profile_writes: Callable[[dict[str, tuple[int, list[Interaction]]]], list[Command]]
         | None = None,
+        *,
+        chunk: int = 100,
     ) -> list[bool]:
-        """Apply events (one script call each, pipelined); returns which were newly
-        applied. Users whose saved session vector is ``vector_every`` or more events old
-        are passed to ``profile_writes`` (user -> events, latest interactions), and the
-        writes it returns go out with the global counters in the second round trip."""
+        """Apply events (one script call each); returns which were newly applied. Users
+        whose saved session vector is ``vector_every`` or more events old are passed to
+        ``profile_writes`` (user -> events, latest interactions); the writes it returns
+        go out with the global counters.
+
+        The calls are pipelined in chunks of ``chunk``: while Redis runs a chunk's
+        scripts, Python packs the next one, then reads each chunk's replies and sends
+        its counters and profile writes while Redis runs the later chunks (the work of
+        the two processes overlaps instead of alternating). Replies are read in order,
+        so a user's events still apply in the order given."""
         if not ops:
             return []
+        applied: list[bool] = []
         with translate_errors():
-            calls = [("EVALSHA", self._script.sha, 7, *self.keys(op.user_id), *self._args(op))
-                     for op in ops]
-            try:
-                replies = lean.execute(self.client, calls)
-            except redis.exceptions.NoScriptError:  # a restarted or flushed server
-                self.client.script_load(_TRACK_LUA)
-                replies = lean.execute(self.client, calls)
-            applied = [bool(r) for r in replies]
-            stale = {op.user_id: (int(r[0]), [_interaction(x) for x in r[2]])
-                     for op, r in zip(ops, replies, strict=True) if r and len(r) > 2}
-            cmds: list[Sequence[Any]] = []
-            fresh = [op for op, ok in zip(ops, applied, strict=True) if ok]
-            for op in fresh:
-                cmds.append(("SADD", f"{NS}:users", op.user_id))
-                if op.popularity_inc:
-                    cmds.append(("ZINCRBY", f"{NS}:popular", op.popularity_inc, op.item_id))
-                    cmds += [("ZINCRBY", _popular_key(c), op.popularity_inc, op.item_id)
-                             for c in op.categories]
-            for cmd in profile_writes(stale) if stale and profile_writes else []:
-                cmds.append(cmd.command())
-            lean.execute(self.client, cmds)
+            sent = []
+            for start in range(0, len(ops), chunk):
+                part = ops[start:start + chunk]
+                calls = [("EVALSHA", self._script.sha, 7, *self.keys(op.user_id),
+                          *self._args(op)) for op in part]
+                sent.append((part, calls, lean.send(self.client, calls)))
+            tails = []
+            for part, calls, pending in sent:
+                replies = self._script_replies(pending, calls)
+                ok = [bool(r) for r in replies]
+                applied += ok
+                stale = {op.user_id: (int(r[0]), _interactions(r[2]))
+                         for op, r in zip(part, replies, strict=True) if r and len(r) > 2}
+                cmds: list[Sequence[Any]] = []
+                for op, fresh in zip(part, ok, strict=True):
+                    if not fresh:
+                        continue
+                    cmds.append(("SADD", f"{NS}:users", op.user_id))
+                    if op.popularity_inc:
+                        cmds.append(("ZINCRBY", f"{NS}:popular", op.popularity_inc, op.item_id))
+                        cmds += [("ZINCRBY", _popular_key(c), op.popularity_inc, op.item_id)
+                                 for c in op.categories]
+                for cmd in profile_writes(stale) if stale and profile_writes else []:
+                    cmds.append(cmd.command())
+                if cmds:
+                    tails.append(lean.send(self.client, cmds))
+            for pending in tails:
+                pending.result()
         return applied
+
+    def _script_replies(self, pending: lean.Pending, calls: list[Sequence[Any]]) -> list[Any]:
+        """A chunk's script replies; calls refused with NOSCRIPT (a restarted or flushed
+        server) are run again, alone, once the script is loaded."""
+        try:
+            return pending.result()
+        except redis.exceptions.NoScriptError:
+            replies = list(pending.replies or [])
+            if len(replies) != len(calls):
+                raise
+            self.client.script_load(_TRACK_LUA)
+            redo = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            for n, r in zip(redo, lean.execute(self.client, [calls[n] for n in redo]), strict=True):
+                replies[n] = r
+            for r in replies:
+                if isinstance(r, redis.exceptions.RedisError):
+                    raise r from None
+            return replies
 
     def _args(self, op: TrackOp) -> list[Any]:
         until = "" if op.exclude_until is None else (
@@ -304,7 +345,7 @@ class UserStore:
             prof, recent, excl, aff, count = rows[5 * i: 5 * i + 5]
             if isinstance(aff, list):  # RESP2 (store.lean): a flat field, value list
                 aff = dict(zip(aff[::2], aff[1::2], strict=True))
-            history = [_interaction(x) for x in recent]
+            history = _interactions(recent)
             out.append(UserState(
                 user_id=u, history=history,
                 recent=list(dict.fromkeys(h.item_id for h in history if h.positive)),
