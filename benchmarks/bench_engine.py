@@ -9,7 +9,9 @@ drawn around a favourite topic) are loaded; then it measures, in process:
                  exclusions, for random users with histories (after the item-to-item
                  neighbour lists are cached, ``Engine.warm_item_neighbours``, and the
                  item vectors are held in process, ``Engine.warm_vectors``: both timed)
-* stream workers: events/s through the consumer group with 1 and 2 worker processes
+* stream workers: events/s through the consumer group with 1 and 2 worker processes,
+                 from the moment every worker is ready (engine open, item vectors
+                 loaded, as ``redrec worker`` starts; that start is reported apart)
 
     python benchmarks/bench_engine.py [--items 20000] [--users 10000]
 """
@@ -86,13 +88,18 @@ def histories(n_users: int, topic_of: np.ndarray, per_user: int, t0: float, seed
     return events
 
 
-def _worker_proc(url: str, consumer: str, stop_at: int, out: mp.Queue) -> None:
+def _worker_proc(url: str, consumer: str, ready: mp.Queue, go, out: mp.Queue) -> None:
+    """One ``redrec worker``: opens the engine and loads the item vectors (as the CLI
+    does at start), says it is ready, and drains the stream once told to go."""
     store = redrec.Store.connect(url)
     from redrec.engine.setup import open_engine
 
     engine = open_engine(store, "bench_items")
     worker = Worker(engine, EventStream(store.client), consumer=consumer, batch=500,
                     block_ms=200)
+    worker.warm()
+    ready.put(consumer)
+    go.wait()
     worker.run(idle_exit_s=1.0)
     out.put(vars(worker.stats))
 
@@ -174,13 +181,18 @@ def main() -> None:
                                 "view", timestamp=t0 + 1.5e6 + i, id=f"s{n_workers}-{i}",
                                 now=t0 + 2e6) for i in range(args.stream_events)]
             publish(stream, evs)
-            q: mp.Queue = mp.Queue()
             ctx = mp.get_context("fork")
+            q, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
             s = time.perf_counter()
-            procs = [ctx.Process(target=_worker_proc, args=(url, f"w{n_workers}-{j}", 0, q))
+            procs = [ctx.Process(target=_worker_proc, args=(url, f"w{n_workers}-{j}", ready, go, q))
                      for j in range(n_workers)]
             for p in procs:
                 p.start()
+            for _ in procs:
+                ready.get()
+            throughput[f"{n_workers}_workers_start_s"] = round(time.perf_counter() - s, 2)
+            s = time.perf_counter()
+            go.set()
             while stream.lag() > 0 or stream.pending() > 0:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - s
