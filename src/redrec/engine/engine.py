@@ -684,9 +684,9 @@ class Engine:
                     continue
                 sim = 0.5 if math.isnan(dist) else max(0.0, 1.0 - dist)
                 text = items.decode() if type(items) is bytes else str(items)
-                for item, w in zip(text.split("\x1f"), [sim * r for r in _RANK_WEIGHTS],
-                                   strict=False):
-                    score[item] = get(item, 0.0) + w
+                # a neighbour saves its latest 20 items
+                for item, r in zip(text.split("\x1f"), _RANK_WEIGHTS, strict=False):
+                    score[item] = get(item, 0.0) + sim * r
         ranked = sorted(score, key=score.__getitem__, reverse=True)
         return [i for i in ranked if i and i not in excluded][:200]
 
