@@ -229,3 +229,28 @@ def test_filter_strings_are_compiled_once_and_bad_filters_always_fail(loaded):
     for _ in range(2):
         with pytest.raises(Exception, match="price"):
             index.among(["i1"], {"price": {"lte": "cheap"}})
+
+
+# Filters written flat ("(a b c)", one numeric range per field) mean what the nested
+# RedisVL form means: the documents RediSearch returns for each are the ones a plain
+# Python reading of the filter picks.
+FLAT_CASES = [
+    ({"genre": "rock", "price": {"gte": 100, "lt": 250}, "title": "plain"},
+     lambda i: i % 3 == 1 and 100 <= i < 250 and i % 10 != 0),
+    ({"and": [{"genre": ["jazz", "folk"]}, {"and": [{"price": {"gt": 30}}, {"price": {"lte": 90}}]}]},
+     lambda i: i % 3 != 1 and 30 < i <= 90),
+    ({"or": [{"genre": "jazz"}, {"or": [{"price": {"lt": 5}}, {"title": "special"}]}]},
+     lambda i: i % 3 == 0 or i < 5 or i % 10 == 0),
+    ({"not": {"genre": "rock"}, "price": {"gt": 280}}, lambda i: i % 3 != 1 and i > 280),
+    ({"or": [{"and": [{"genre": "rock"}, {"price": {"lt": 20}}]}, {"price": {"gte": 295}}]},
+     lambda i: (i % 3 == 1 and i < 20) or i >= 295),
+    ({"price": {"gte": 10, "gt": 12, "lt": 16}}, lambda i: 12 < i < 16),
+]
+
+
+@pytest.mark.parametrize("n", range(len(FLAT_CASES)))
+def test_flat_filters_select_what_the_filter_says(loaded, n):
+    index, *_ = loaded
+    value, keep = FLAT_CASES[n]
+    got = {h.id for h in index.among([f"i{i}" for i in range(N)], value).run()}
+    assert got == {f"i{i}" for i in range(N) if keep(i)}

@@ -40,7 +40,14 @@ def test_tag_equal_and_any_of():
 
 def test_numeric_ranges():
     assert render({"price": 5}) == "@price:[5 5]"
-    assert render({"price": {"gte": 10, "lt": 20}}) == "(@price:[10 +inf] @price:[-inf (20])"
+    # one range per field, not the intersection of two (each range costs RediSearch a
+    # union over its range tree)
+    assert render({"price": {"gte": 10, "lt": 20}}) == "@price:[10 (20]"
+    assert render({"price": {"gt": 1.5}}) == "@price:[(1.5 +inf]"
+    assert render({"price": {"lte": 3}}) == "@price:[-inf 3]"
+    # several bounds of one kind stay separate clauses
+    assert render({"price": {"gte": 10, "gt": 12}}) == "(@price:[10 +inf] @price:[(12 +inf])"
+    assert render({"price": {"ne": 4}}) == "(-@price:[4 4])"
 
 
 def test_text_words_and_phrase():
@@ -59,6 +66,20 @@ def test_boolean_combinators():
 
 def test_several_keys_are_anded():
     assert render({"genre": "a", "price": {"lte": 3}}) == "(@genre:{a} @price:[-inf 3])"
+
+
+def test_chains_of_one_operator_are_written_flat():
+    # RedisVL writes ((a b) c); RediSearch runs the flat intersection faster
+    assert render({"genre": "a", "price": {"lte": 3}, "title": "x"}) == (
+        "(@genre:{a} @price:[-inf 3] @title:(x))")
+    assert render({"and": [{"genre": "a"}, {"and": [{"price": 1}, {"title": "x"}]}]}) == (
+        "(@genre:{a} @price:[1 1] @title:(x))")
+    assert render({"or": [{"genre": "a"}, {"or": [{"genre": "b"}, {"price": 2}]}]}) == (
+        "(@genre:{a} | @genre:{b} | @price:[2 2])")
+    # mixed operators keep their parentheses
+    assert render({"genre": "a", "or": [{"price": 1}, {"title": "x"}]}) == (
+        "(@genre:{a} (@price:[1 1] | @title:(x)))")
+    assert render({"and": [{"genre": "a"}]}) == "@genre:{a}"
 
 
 @pytest.mark.parametrize("evil", [
