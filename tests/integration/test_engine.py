@@ -387,3 +387,40 @@ def test_the_same_recommendations_without_the_lean_path(engine, store, monkeypat
         assert "p30" in liked  # the romance title only Xia reached
     finally:
         plain.close()
+
+
+def test_the_item_table_serves_the_same_lists_until_the_catalogue_changes(engine, store, shop):
+    """A warm engine (vectors, fields and neighbour lists held by row) recommends exactly
+    what a cold one reads from Redis; once the catalogue changes it stops using its table
+    (the change shows at once) until it is warmed again."""
+    for item in ("p1", "p2", "p41"):
+        view(engine, "yan", item)
+        view(engine, "zoe", item)
+    view(engine, "zoe", "p30", "click")
+    cold = Engine(store, shop, engine.config, clock=engine.clock)
+    engine.warm_item_neighbours()
+    assert engine.warm_vectors() == len(engine.items.scan_ids())
+    table = engine._table
+    assert table is not None and len(table) == len(shop_items())
+    assert table.held_neighbours() == len(shop_items())
+    sent: list[str] = []
+    get = engine.items.prepare_cached_neighbours
+    engine.items.prepare_cached_neighbours = lambda *a, **kw: sent.append(a[0]) or get(*a, **kw)
+    try:
+        for f in (None, {"in_stock": "yes"}, {"category": ["romance", "scifi"], "price": {"lte": 40}}):
+            warm = engine.recommend("yan", 12, filters=f)
+            assert sent == []  # every neighbour list came from the table
+            plain = cold.recommend("yan", 12, filters=f)
+            sent.clear()
+            assert [(r.item_id, r.reasons, r.fields) for r in warm] == [
+                (r.item_id, r.reasons, r.fields) for r in plain]
+            assert any(why.startswith("similar to") for r in warm for why in r.reasons)
+        twin = {**shop_items()[1], "id": "p998", "name": "scifi twin"}  # same text as p1
+        ingest(store, SHOP_MAPPING, [twin], encoders=ENC)  # the generation moves on
+        recs = {r.item_id: r for r in engine.recommend("yan", 30)}
+        assert "p998" in recs and sent  # read from Redis again, not from the stale table
+        engine.warm_vectors()
+        assert "p998" in engine._table.row
+    finally:
+        del engine.items.prepare_cached_neighbours
+        engine.items.delete(["p998"])

@@ -23,7 +23,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +34,12 @@ from redrec.catalog import Catalog
 from redrec.engine.config import EngineConfig
 from redrec.engine.context import apply_context
 from redrec.engine.events import Event
+from redrec.engine.table import ItemTable, decayed_sums
 from redrec.exceptions import ConfigError, InvalidInput, NotFoundError
 from redrec.fusion import rrf, weighted
 from redrec.store import Store
 from redrec.store.filters import required_tag_values
-from redrec.store.index import Batch, Hit, resp2_rows, run_all, start_all
+from redrec.store.index import Batch, Hit, Prepared, resp2_rows, run_all, start_all
 from redrec.store.users import Interaction, TrackOp, UserState, UserStore
 from redrec.store.vectors import distances
 
@@ -127,6 +128,9 @@ class Engine:
         self._fields: dict[str, dict[str, Any]] = {}
         self._fields_generation = -1
         self.cache_ttl_s = 60.0
+        # The catalogue held by row for one generation (warm_vectors): vectors, fields
+        # and neighbour lists without a dict entry or a round trip per item.
+        self._table: ItemTable | None = None
 
     # -- events --------------------------------------------------------------------------
 
@@ -174,9 +178,13 @@ class Engine:
         """The session vectors (and latest items) to save for users whose saved ones are
         several events old."""
         now = self.clock()
-        vectors = self._vectors([h.item_id for _, hist in stale.values() for h in hist],
-                                self._generation)
-        session = self._session_vectors([hist for _, hist in stale.values()], vectors, now)
+        ids = [h.item_id for _, hist in stale.values() for h in hist[:20]]
+        histories = [hist for _, hist in stale.values()]
+        table = self._valid_table()
+        if table is not None and table.rows(ids) is not None:
+            session = self._session_vectors(histories, table.row, now, table)
+        else:
+            session = self._session_vectors(histories, self._vectors(ids, self._generation), now)
         out: dict[str, tuple[np.ndarray | None, int, list[str]]] = {}
         for (user, (events, hist)), vec in zip(stale.items(), session, strict=True):
             out[user] = (vec, events, list(dict.fromkeys(h.item_id for h in hist if h.positive)))
@@ -223,17 +231,43 @@ class Engine:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
             raise InvalidInput(f"k must be an integer in 1..1000, got {k!r}")
         ctx = apply_context(self.config, context, self.clock())
-        states, (generation,) = self.users.states_with(
-            [str(user_id)], ctx.now, also=[self.items.prepare_generation()])
+        all_filters = _and([filters, *ctx.filters])
+        # With filters the popular lists are part of every pool: they are read with the
+        # state (before the exclusions are known, so over-fetched by a fixed margin).
+        margin = self.config.filtered_category_popular_depth
+        early = self._popular_queries(all_filters, False, margin, 2 * k + 5) if all_filters else {}
+        states, (generation, *popular) = self.users.states_with(
+            [str(user_id)], ctx.now, also=[self.items.prepare_generation(), *early.values()])
         state = states[0]
         excluded = set(state.excluded) | set(exclude or ()) | set(state.recent)
-        all_filters = _and([filters, *ctx.filters])
-        lists, fields = self._candidates(state, k, all_filters, excluded, ctx.now, generation)
+        lists, fields = self._candidates(state, k, all_filters, excluded, ctx.now, generation,
+                                         dict(zip(early, popular, strict=True)))
         return self._rank(state, lists, fields, k, ctx.boosts)
+
+    def _popular_queries(self, filters: dict[str, Any] | None, cold: bool, extra: int,
+                         want: int) -> dict[str, Any]:
+        """Popular items: the cold-start answer, and with filters the pool's general part
+        (taste-based lists may hold no item that passes, popular ones usually do):
+        popular within each category a filter asks for, else popular overall; ``extra``
+        more are read to make up for exclusions."""
+        cfg = self.config
+        cats = (required_tag_values(filters, cfg.category_field)
+                if filters and cfg.category_field else None)
+        if cats:
+            # Over-fetched for exclusions, within reason: few excluded items are at the
+            # top of any one category (and a short head only trims the pool).
+            per_cat = cfg.filtered_category_popular_depth
+            per_cat += min(extra, 3 * per_cat)
+            return {f"_popular:{c}": self.users.prepare_popular(per_cat, category=c)
+                    for c in dict.fromkeys(v.lower() for v in cats[:50])}
+        if cold or filters:
+            n_popular = cfg.filtered_popular_depth if filters else want
+            return {"_popular": self.users.prepare_popular(n_popular + extra)}
+        return {}
 
     def _candidates(
         self, state: UserState, k: int, filters: dict[str, Any] | None, excluded: set[str],
-        now: float, generation: int = 0,
+        now: float, generation: int = 0, early: dict[str, Any] | None = None,
     ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
         """The candidate lists (ids best first, exclusions and filters applied) and the
         fields of every candidate, in two round trips after the state read.
@@ -244,6 +278,11 @@ class Engine:
         items for a new user; and the user's vector lists (tower, session) as KNN
         queries. Round trip 2 checks, in one ``INKEYS`` search inside Redis, every
         candidate that did not come from a pre-filtered query.
+
+        A warm process (:meth:`warm_vectors`) holds the item-to-item lists in its
+        :class:`~redrec.engine.table.ItemTable`, and with filters the popular lists
+        come with the state (``early``): round trip 1 is then the "people like you"
+        search alone, and the pool is checked while Redis runs it.
 
         Without filters the vector lists are plain HNSW searches and round trip 2 only
         loads the fields of candidates not seen lately (often it is skipped).
@@ -268,10 +307,22 @@ class Engine:
         cfg = self.config
         want = 2 * k + 5  # list depth for fusion
         ret = self._return_fields()
-        vectors = self._vectors([h.item_id for h in state.history[:20]], generation)
-        session = self._session_vector(state, vectors, now)
-        last = [i for i in state.recent[: cfg.recent_items] if vectors.get(i) is not None]
+        self._generation = generation
+        table = self._valid_table()
+        history = state.history[:20]
+        rows = table.rows([h.item_id for h in history]) if table is not None else None
+        if table is not None and rows is not None:
+            session = self._session_vectors([history], table.row, now, table)[0]
+            have: Collection[str] = table.row
+        else:
+            vectors = self._vectors([h.item_id for h in history], generation)
+            session = self._session_vector(state, vectors, now)
+            have = {i for i, v in vectors.items() if v is not None}
+        last = [i for i in state.recent[: cfg.recent_items] if i in have]
+        # Each list in the order it is fused: a query to send in round trip 1, or None
+        # for a list already at hand (``held``: from the table, or read with the state).
         queries: dict[str, Any] = {}
+        held: dict[str, list[str]] = {}
         if filters:
             # Unfiltered vector lists (ids only, cheap HNSW searches) go to the check
             # below with the other lists; a pre-filtered KNN runs only if too few pass.
@@ -291,38 +342,38 @@ class Engine:
             queries["session"] = self.items.prepare_knn(
                 session, depth, field=self.vector_field, **vector_kw)
         for item_id in last if self.vector_field else []:
-            queries[f"recent:{item_id}"] = self.items.prepare_cached_neighbours(
-                item_id, self.vector_field, generation)
+            name = f"recent:{item_id}"
+            if table is not None and table.holds(item_id):
+                queries[name] = None  # read from the table once the searches are sent
+            else:
+                queries[name] = self.items.prepare_cached_neighbours(
+                    item_id, self.vector_field, generation)
         if cfg.neighbours and self.vector_field:
             for n, q in enumerate(self.users.prepare_neighbours(
                     session, cfg.neighbours, user_id=state.user_id,
                     attributes=state.attributes)):
                 queries[f"_users{n}"] = q
         cold = state.events < cfg.cold_start_events
-        # Popular items: the cold-start answer, and with filters the pool's general part
-        # (taste-based lists may hold no item that passes, popular ones usually do):
-        # popular within each category a filter asks for, else popular overall.
         n_popular = cfg.filtered_popular_depth if filters else want
-        cats = (required_tag_values(filters, cfg.category_field)
-                if filters and cfg.category_field else None)
-        if cats:
-            # Over-fetched for exclusions, within reason: few excluded items are at the
-            # top of any one category (and a short head only trims the pool).
-            per_cat = cfg.filtered_category_popular_depth
-            per_cat += min(len(excluded), 3 * per_cat)
-            for c in dict.fromkeys(v.lower() for v in cats[:50]):
-                queries[f"_popular:{c}"] = self.users.prepare_popular(per_cat, category=c)
-        elif cold or filters:
-            queries["_popular"] = self.users.prepare_popular(n_popular + len(excluded))
+        if early:
+            held.update(early)
+            queries.update(dict.fromkeys(early))
+        else:
+            queries.update(self._popular_queries(filters, cold, len(excluded), want))
         # The neighbour search for "people like you" goes in a batch of its own, read
         # only when needed: with filters, Redis runs it while the lists are read and the
-        # pool is built, and runs the pool's check while its replies are scored.
+        # pool is built (with every list at hand, before the pool's check), and runs the
+        # pool's check while its replies are scored.
         users = [n for n in queries if n.startswith("_users")]
-        names = [n for n in queries if not n.startswith("_users")]
+        names = [n for n in queries if not n.startswith("_users") and queries[n] is not None]
         client = self.store.client
         first = start_all(client, [queries[n] for n in names])
         later = start_all(client, [queries[n] for n in users])
-        hits = dict(zip(names, first.results(), strict=True))
+        for name, q in queries.items():
+            if q is None and name.startswith("recent:") and table is not None:
+                held[name] = table.neighbours_of(name.removeprefix("recent:"), excluded, depth) or []
+        sent = dict(zip(names, first.results(), strict=True))
+        hits = {n: held[n] if n in held else sent[n] for n in queries if not n.startswith("_users")}
 
         lists: dict[str, list[str]] = {}
         fields: dict[str, dict[str, Any]] = {}
@@ -342,7 +393,7 @@ class Engine:
                 fields.setdefault(h.id, h.fields)
 
         def people() -> list[str]:
-            return self._people(later, excluded, state.user_id)[:depth]
+            return self._people(later, excluded, state.user_id, depth)
 
         if not filters and users and (ppl := people()):
             unchecked["people"] = ppl
@@ -372,11 +423,16 @@ class Engine:
         # otherwise the check ranks as it filters and returns the nearest passing items
         # (each returned item costs ~6 us end to end); the other lists keep those.
         local: dict[str, np.ndarray] = {}
+        by_row: list[ItemTable] = []  # the table, once a check's pool was all in it
 
         def check(ids: list[str], limit: int | None) -> Any:
             if filters and session is not None:
-                got = self._cached_vectors(ids)
-                if got is not None:
+                if table is not None:
+                    if self._vector_metric is not None and table.rows(ids) is not None:
+                        # As below, the process holding the whole pool by row.
+                        by_row[:] = [table]
+                        return self.items.among(ids, filters, return_fields=[])
+                elif (got := self._cached_vectors(ids)) is not None:
                     # The process holds these items' vectors and fields (read together):
                     # Redis only says which pass (~4 us less per passing item than
                     # returning their fields, and nothing to decode here).
@@ -404,17 +460,26 @@ class Engine:
             if extra:
                 third = start_all(client, [check(extra, limit)])
         results = dict(zip(checks, second.results(), strict=False))
-        if third is not None or local:
-            got = [*results.get(check_name, []), *(third.finish(0) if third else ())]
-            if check_name == "check:session":
-                got = self._ranked(got, local, session)
+        here: dict[str, np.ndarray] | ItemTable | None = by_row[0] if by_row else local or None
+        if third is not None or here is not None:
+            got = results.get(check_name, [])
+            # The pool's distances are taken while Redis checks the extra items.
+            dist = (self._distances(got, here or {}, session) if check_name == "check:session"
+                    else None)
+            if third is not None:
+                more = third.finish(0)
+                got = [*got, *more]
+                if dist is not None:
+                    dist += self._distances(more, here or {}, session)
+            if dist is not None:  # nearest first
+                got = [got[n] for n in sorted(range(len(got)), key=dist.__getitem__)]
                 got = got[:limit] if limit is not None else got
             results[check_name] = got
         self._absorb(lists, fields, unchecked, results, excluded, want)
-        if local:  # the checks returned ids only: their fields from the process cache
+        if here is not None:  # the checks returned ids only: their fields from the process
             for i, f in fields.items():
                 if not f:
-                    fields[i] = self._cached_fields(i) or f
+                    fields[i] = self._held_fields(i, table) or f
         known.update(fields)
         if filters and len(fields) < k and (session is not None or "tower" in queries):
             # Too few candidates pass the filters: the vector lists again, pre-filtered
@@ -465,6 +530,8 @@ class Engine:
         if not misses:
             return []
         depth = self.config.item_list_depth
+        self._generation = generation
+        table = self._valid_table()
         items = [n.split(":", 1)[1] for n in misses]
         vectors = self._vectors(items, generation)
         found = run_all(self.store.client, [
@@ -474,6 +541,8 @@ class Engine:
         for name, item, hs in zip(misses, items, found, strict=True):
             ids = [h.id for h in hs if h.id != item][:depth]
             hits[name] = ids
+            if table is not None:
+                table.set_neighbours(item, ids)
             writes.append(self.items.cache_neighbours_command(
                 item, self.vector_field, generation, ids, self.config.item_list_ttl_s))
         return writes
@@ -563,21 +632,58 @@ class Engine:
             out[i] = vec
         return out
 
+    def _valid_table(self) -> ItemTable | None:
+        """The item table, if it was built under the catalogue generation read last."""
+        table = self._table
+        return table if table is not None and table.generation == self._generation else None
+
+    def _held_fields(self, item_id: str, table: ItemTable | None) -> dict[str, Any] | None:
+        """An item's returned fields from the table, else from the per-item cache."""
+        r = table.row.get(item_id) if table is not None else None
+        return table.fields[r] if table is not None and r is not None else self._cached_fields(item_id)
+
     def _cached_fields(self, item_id: str) -> dict[str, Any] | None:
         """The returned fields the process cache holds for an item (read with its
         vector), or None (not cached, or no such item)."""
         hit = self._cache.get(item_id)
         return hit[2] if hit is not None else None
 
-    def warm_vectors(self, *, batch: int = 1000, progress: bool = False) -> int:
-        """Load the catalogue's item vectors (up to ``vector_cache_max``) into the
-        in-process cache now, as a long-running service would at start; they stay until
-        the catalogue changes. Returns how many were loaded."""
+    def warm_vectors(self, *, batch: int = 1000, progress: bool = False,
+                     neighbours: bool = True) -> int:
+        """Load the catalogue's item vectors and fields (up to ``vector_cache_max``
+        items) into the process now, as a long-running service would at start, and hold
+        them by row (:class:`~redrec.engine.table.ItemTable`) with, unless
+        ``neighbours`` is False, the item-to-item lists cached in Redis for this
+        catalogue generation (:meth:`warm_item_neighbours` computes them). They stay
+        until the catalogue changes (then this is to be called again; meanwhile items
+        are read as needed). Returns how many items were loaded."""
         ids = self.items.scan_ids()[: self.vector_cache_max]
         generation = self._read_generation()
         for chunk in _batches(ids, batch, "item vectors", progress):
             self._load_vectors(chunk, time.monotonic(), generation)
+        self._table = table = self._build_table(ids, generation)
+        if neighbours and table is not None and self.vector_field:
+            for chunk in _batches(table.ids, batch, "neighbour lists", progress):
+                cmds = [self.items.prepare_cached_neighbours(i, self.vector_field, generation)
+                        for i in chunk]
+                for i, got in zip(chunk, run_all(self.store.client, cmds), strict=True):
+                    if got is not None:
+                        table.set_neighbours(i, got)
         return len(ids)
+
+    def _build_table(self, ids: Sequence[str], generation: int) -> ItemTable | None:
+        """The table of the cached items read under ``generation`` (None if none). The
+        cache entries then share the table's rows (float32 vectors: no second copy)."""
+        entries = [(i, e) for i in ids
+                   if (e := self._cache.get(i)) is not None and e[1] is not None and e[3] == generation]
+        if not entries or len({e[1].shape for _, e in entries}) != 1:
+            return None
+        table = ItemTable(generation, [i for i, _ in entries], np.stack([e[1] for _, e in entries]),
+                          [e[2] or {} for _, e in entries], self.config.item_list_depth)
+        for n, (i, e) in enumerate(entries):
+            if e[1].dtype == np.float32:
+                self._cache[i] = (e[0], table.vectors[n], e[2], e[3])
+        return table
 
     def _cached_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
         """The vectors of ``ids`` if the process cache holds every one of them (and the
@@ -588,20 +694,24 @@ class Engine:
         vectors = {i: v for i, v in out.items() if v is not None}
         return None if missing or len(vectors) < len(out) else vectors
 
-    def _ranked(self, hits: list[Hit], vectors: dict[str, np.ndarray],
-                query: np.ndarray) -> list[Hit]:
-        """``hits`` nearest first, by the distance RediSearch would give (the field's
-        metric): computed here for those with a vector in ``vectors``, the others'
-        as they came."""
-        mine = [n for n, h in enumerate(hits) if h.id in vectors]
+    def _distances(self, hits: list[Hit], vectors: dict[str, np.ndarray] | ItemTable,
+                   query: np.ndarray) -> list[float]:
+        """The distance of each hit as RediSearch would give it (the field's metric):
+        computed here for those with a vector in ``vectors`` (by id, or the table's
+        rows), the others' as they came."""
         dist = [h.distance for h in hits]
-        if mine:
-            m = np.array([vectors[hits[n].id] for n in mine], dtype=np.float32)
+        if isinstance(vectors, ItemTable):
+            row = vectors.row
+            mine = [n for n, h in enumerate(hits) if h.id in row]
+            m = vectors.vectors[[row[hits[n].id] for n in mine]] if mine else None
+        else:
+            mine = [n for n, h in enumerate(hits) if h.id in vectors]
+            m = np.array([vectors[hits[n].id] for n in mine], dtype=np.float32) if mine else None
+        if m is not None:
             d = distances(m, query, self._vector_metric or "cosine")
             for n, x in zip(mine, d.tolist(), strict=True):
                 dist[n] = x
-        order = sorted(range(len(hits)), key=dist.__getitem__)
-        return [hits[n] for n in order]
+        return dist
 
     def _session_vector(self, state: UserState, vectors: dict[str, np.ndarray | None],
                         now: float) -> np.ndarray | None:
@@ -609,10 +719,11 @@ class Engine:
         return self._session_vectors([state.history], vectors, now)[0]
 
     def _session_vectors(self, histories: Sequence[Sequence[Interaction]],
-                         vectors: dict[str, np.ndarray | None], now: float
+                         vectors: Mapping[str, Any], now: float, table: ItemTable | None = None
                          ) -> list[np.ndarray | None]:
         """:meth:`_session_vector` of several users, their rows gathered and normed in
-        one go (a worker saves dozens per batch)."""
+        one go (a worker saves dozens per batch). ``vectors`` maps item ids to their
+        vectors, or, with ``table``, to its rows."""
         hl = self.config.session_half_life_s
         rows, coef, spans = [], [], []
         for hist in histories:
@@ -625,27 +736,22 @@ class Engine:
                 rows.append(vec)
                 coef.append(h.weight * max(decay, 1e-3))
             spans.append((start, len(rows)))
-        out: list[np.ndarray | None] = [None] * len(histories)
         if not rows:
-            return out
-        m = np.array(rows, dtype=np.float32)
-        norms = np.sqrt(np.einsum("ij,ij->i", m, m))
-        norms[norms == 0] = 1.0
-        scaled = np.array(coef, dtype=np.float32) / norms
-        for n, (a, b) in enumerate(spans):
-            if a == b:
-                continue
-            acc = scaled[a:b] @ m[a:b]
-            norm = float(np.sqrt(acc @ acc))
-            out[n] = (acc / norm).astype(np.float32, copy=False) if norm > 1e-6 else None
-        return out
+            return [None] * len(histories)
+        if table is not None:
+            m, norms = table.vectors[rows], table.norms[rows]
+        else:
+            m = np.array(rows, dtype=np.float32)
+            norms = np.sqrt(np.einsum("ij,ij->i", m, m))
+            norms[norms == 0] = 1.0
+        return decayed_sums(m, norms, coef, spans)
 
-    def _people(self, batch: Batch, excluded: set[str], user_id: str) -> list[str]:
+    def _people(self, batch: Batch, excluded: set[str], user_id: str, limit: int) -> list[str]:
         """What users like this one did lately, by their similarity and recency; a
         neighbour found by attributes alone (no vector yet) counts as similarity 0.5.
         ``batch`` holds the neighbour searches (:meth:`UserStore.prepare_neighbours`);
-        their RESP2 replies are read here directly (uid, items, distance: building hits
-        and decoding fields cost as much as the scoring)."""
+        their RESP2 replies are read here directly (key, items, distance: building hits
+        and decoding fields cost as much as the scoring), nearest first."""
         score: dict[str, float] = {}
         seen: set[Any] = set()
         get = score.get
@@ -654,29 +760,27 @@ class Engine:
             if raw is None:
                 continue
             if not isinstance(raw, list):  # RESP3 through redis-py: via hits
-                rows = [(h.id, h.fields.get("uid"), h.fields.get("items"), h.distance)
-                        for h in batch.finish(n)]
+                rows = [(h.id, h.fields.get("items"), h.distance) for h in batch.finish(n)]
             else:
                 rows = []
-                most = getattr(batch.queries[n], "k", len(raw))  # one over-fetched: the user
                 for key, flat in resp2_rows(raw):
-                    if len(rows) >= most:
-                        break
                     if key == me:
                         continue
-                    uid = items = None
+                    items = None
                     dist = math.nan
                     for j in range(0, len(flat) - 1, 2):
                         name = flat[j]
-                        if name == b"uid":
-                            uid = flat[j + 1]
-                        elif name == b"items":
+                        if name == b"items":
                             items = flat[j + 1]
                         elif name == b"__distance":
                             dist = float(flat[j + 1])
-                    rows.append((key, uid, items, dist))
-            for key, uid, items, dist in rows:
-                who = uid or key
+                    rows.append((key, items, dist))
+                query = batch.queries[n]
+                if isinstance(query, Prepared):  # one over-fetched: the user
+                    if query.args.sort_by is None and "vec" in query.args.params:
+                        rows.sort(key=_third)
+                    del rows[query.k:]
+            for who, items, dist in rows:
                 if who in seen:
                     continue
                 seen.add(who)
@@ -687,8 +791,13 @@ class Engine:
                 # a neighbour saves its latest 20 items
                 for item, r in zip(text.split("\x1f"), _RANK_WEIGHTS, strict=False):
                     score[item] = get(item, 0.0) + sim * r
-        ranked = sorted(score, key=score.__getitem__, reverse=True)
-        return [i for i in ranked if i and i not in excluded][:200]
+        out: list[str] = []
+        for i in sorted(score, key=score.__getitem__, reverse=True):
+            if i and i not in excluded:
+                out.append(i)
+                if len(out) >= limit:
+                    break
+        return out
 
     def _return_fields(self) -> list[str]:
         out = [*self._display]
@@ -793,6 +902,10 @@ class Engine:
         state = self.state(user_id)
         vectors = self._vectors([h.item_id for h in state.history[:20]])
         return self._session_vector(state, vectors, self.clock())
+
+
+def _third(row: tuple[Any, ...]) -> Any:
+    return row[2]
 
 
 def _as_list(value: Any) -> list[str]:

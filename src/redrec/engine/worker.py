@@ -63,7 +63,7 @@ class Worker:
         """Load the catalogue's item vectors into the process now (the session vectors
         saved every few events are made of them; otherwise each is read from Redis the
         first time it is needed). Returns how many were loaded."""
-        return self.engine.warm_vectors()
+        return self.engine.warm_vectors(neighbours=False)
 
     def run_once(self) -> int:
         """Read, apply and acknowledge one batch; returns the number of entries handled."""

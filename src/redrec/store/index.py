@@ -9,8 +9,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis
@@ -33,13 +32,14 @@ __all__ = ["Batch", "Hit", "Prepared", "VectorIndex", "run_all", "start_all"]
 MAX_K = 10_000  # RediSearch's default MAXSEARCHRESULTS
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One search result: the document id (without prefix), its distance, its fields."""
+class Hit(NamedTuple):
+    """One search result: the document id (without prefix), its distance, its fields.
+    (A named tuple: a request parses dozens, and a frozen dataclass costs ~4x as much to
+    make.)"""
 
     id: str
     distance: float
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any]
 
 
 class VectorIndex:
@@ -379,9 +379,11 @@ class VectorIndex:
         exclude: Collection[str] = (),
         ef_runtime: int | None = None,
         hybrid_policy: str = "auto",
+        sort: bool = True,
     ) -> Prepared:
         """A checked KNN query, to run alone or with others in one round trip
-        (:func:`run_all`)."""
+        (:func:`run_all`). ``sort=False`` leaves the ordering by distance to this
+        process (cheaper in Redis: ~100 us less for 20 hits returned with fields)."""
         _check_page(k, offset)
         name, blob = self._blob(vector, field)
         fetch = offset + k + len(exclude)
@@ -406,6 +408,8 @@ class VectorIndex:
             offset=0, num=fetch, ef_runtime=max(ef, fetch) if ef else None,
             hybrid_policy=policy,
         )
+        if not sort:
+            args = dataclasses.replace(args, sort_by=None)
         return Prepared(self, args, exclude, offset, k)
 
     def hybrid_policy_for(self, filters: Filter, policy: str = "auto") -> str | None:
@@ -728,7 +732,10 @@ class Prepared:
         return self.args.command(self.index.name)
 
     def finish(self, reply: Any) -> list[Hit]:
-        return _cut(self.index._parse(reply), self.exclude, self.offset, self.k)
+        hits = self.index._parse(reply)
+        if self.args.sort_by is None and "vec" in self.args.params:  # a KNN left unsorted
+            hits.sort(key=_by_distance)
+        return _cut(hits, self.exclude, self.offset, self.k)
 
     def run(self) -> list[Hit]:
         if self.empty:
@@ -863,6 +870,10 @@ def _check_page(k: int, offset: int) -> None:
         raise InvalidInput(f"k/limit must be a positive integer, got {k!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidInput(f"offset must be a non-negative integer, got {offset!r}")
+
+
+def _by_distance(hit: Hit) -> float:
+    return hit.distance
 
 
 def _cut(hits: list[Hit], exclude: Collection[str], offset: int, k: int) -> list[Hit]:

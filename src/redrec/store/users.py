@@ -379,18 +379,20 @@ class UserStore:
                            attributes: dict[str, str] | None = None) -> list[Prepared]:
         """Queries for users like ``user_id``: nearest session vectors, and (when the
         user's age, gender or occupation are known) the nearest among users who share
-        them, or any such users for someone with no vector yet. Each hit carries ``uid``
-        and ``items`` (that user's latest positive items)."""
+        them, or any such users for someone with no vector yet. Each hit carries ``items``
+        (that user's latest positive items); its id is ``{user}``. The KNN replies come
+        unsorted (sorting them in Redis costs more than here)."""
         out = []
         excl = [f"{{{user_id}}}"]
-        ret = ["uid", "items"]
+        ret = ["items"]
         if vector is not None:
-            out.append(self.profiles.prepare_knn(vector, k, exclude=excl, return_fields=ret))
+            out.append(self.profiles.prepare_knn(vector, k, exclude=excl, return_fields=ret,
+                                                 sort=False))
         demo = demographic_filter(attributes or {})
         if demo is not None:
             if vector is not None:
                 out.append(self.profiles.prepare_knn(vector, k, filters=demo, exclude=excl,
-                                                     return_fields=ret))
+                                                     return_fields=ret, sort=False))
             else:
                 out.append(self.profiles.find(demo, return_fields=ret, limit=k))
         return out
