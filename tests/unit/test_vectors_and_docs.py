@@ -74,3 +74,11 @@ def test_json_document_with_multi_vectors():
     assert text == '{"embeddings": [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]}'
     with pytest.raises(InvalidInput, match=r"embeddings'\[1\]"):
         to_json(spec, {"embeddings": [[1, 1], [1, float("nan")]]}, "p")
+
+
+@pytest.mark.parametrize("bad", ["a b", "a\tb", "x\x1fy", "nbsp\u00a0", "ideo\u3000", "\n", ""])
+def test_ids_with_any_kind_of_space_are_refused(bad):
+    # \x1f joins ids in stored lists: an id holding it would split in two
+    with pytest.raises(InvalidInput, match="bad document id"):
+        check_id(bad)
+    assert check_id("book:26415") == "book:26415" and check_id(7) == "7"

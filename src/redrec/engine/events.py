@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from redrec.exceptions import InvalidInput
-from redrec.store.documents import check_id
+from redrec.store.documents import HAS_SPACE, check_id
 
 __all__ = ["EVENT_TYPES", "Event", "parse_timestamp"]
 
@@ -102,14 +102,15 @@ class Event:
         ctx = dict(context or {})
         if not isinstance(context or {}, dict):
             raise InvalidInput("context must be an object")
-        try:
-            size = len(json.dumps(ctx, allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"context is not plain JSON: {exc}") from None
-        if size > MAX_CONTEXT_BYTES:
-            raise InvalidInput(f"context is {size} bytes; the limit is {MAX_CONTEXT_BYTES}")
+        if ctx:
+            try:
+                size = len(json.dumps(ctx, allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"context is not plain JSON: {exc}") from None
+            if size > MAX_CONTEXT_BYTES:
+                raise InvalidInput(f"context is {size} bytes; the limit is {MAX_CONTEXT_BYTES}")
         eid = id if id is not None else uuid.uuid4().hex
-        if not isinstance(eid, str) or not eid or len(eid) > 128 or any(c.isspace() for c in eid):
+        if not isinstance(eid, str) or not eid or len(eid) > 128 or HAS_SPACE.search(eid):
             raise InvalidInput(f"bad event id {eid!r}")
         return cls(uid, iid, type, ts, rating, ctx, eid)
 
